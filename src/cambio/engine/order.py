@@ -1,0 +1,74 @@
+"""An order as the engine holds it, and the funds it must keep on hold."""
+
+from __future__ import annotations
+
+import msgspec
+
+from cambio.model.commands import BUY
+from cambio.model.config import PPM
+
+OPEN = "open"
+PENDING = "pending"  # a trigger order waiting for its trigger
+
+# Trigger directions: fire when the last price rises to the trigger, or falls to it
+TRIGGER_NONE = 0
+TRIGGER_UP = 1
+TRIGGER_DOWN = 2
+
+
+class Order(msgspec.Struct, kw_only=True, gc=False):
+    """A live order. Quantities in lots, prices in price units, hold in asset units."""
+
+    order_id: int
+    account: int
+    pair: int
+    side: int
+    ordertype: str
+    price: int  # limit price while in the book (for market orders: the protection limit)
+    qty: int  # remaining
+    filled: int = 0
+    orig_qty: int
+    display: int = 0  # iceberg display size; 0: not an iceberg
+    shown: int = 0  # iceberg: visible part still in the book
+    hold: int = 0  # funds still held for this order
+    fee_in_base: bool = False
+    post_only: bool = False
+    tif: str = "GTC"
+    expire_ts: int = 0
+    stp: str = "cancel-newest"
+    userref: int | None = None
+    cl_ord_id: str | None = None
+    opened_ts: int = 0
+    status: str = OPEN
+    budget: bool = False  # market buy by quote budget: `hold` is the budget left
+    # trigger orders (stop-loss, take-profit, trailing)
+    trigger: int = 0  # trigger price
+    trigger_dir: int = TRIGGER_NONE
+    limit: int = 0  # limit price after triggering (*-limit types), 0: market
+    trail: int = 0  # trailing offset (price units, or ppm when trail_pct)
+    trail_pct: bool = False
+    limit_offset: int = 0  # trailing-stop-limit: signed offset of the limit from trigger
+    limit_offset_pct: bool = False
+    extreme: int = 0  # trailing: best price seen since placement (peak/trough)
+    amends: int = 0
+
+
+def hold_needed(
+    side: int,
+    fee_in_base: bool,
+    price: int,
+    qty: int,
+    base_per_lot: int,
+    quote_per_pq: int,
+    max_fee_ppm: int,
+) -> int:
+    """Funds to hold so that `qty` lots at up to `price` can be paid, fee included.
+
+    Fees are rounded down, which makes this superadditive in qty: what a partial fill
+    releases plus what the remainder needs never exceeds what was held.
+    """
+    if side == BUY:
+        cost = price * qty * quote_per_pq
+        return cost if fee_in_base else cost + cost * max_fee_ppm // PPM
+    base = qty * base_per_lot
+    return base + base * max_fee_ppm // PPM if fee_in_base else base

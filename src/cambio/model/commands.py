@@ -1,0 +1,247 @@
+"""Commands: every input to the engine, as sequenced, journaled values.
+
+The sequencer stamps each command with ``seq`` (its position in the journal) and ``ts``
+(nanoseconds since the Unix epoch) before the engine sees it; the engine reads time only
+from there. Amounts are integers (see cambio.model.config for the units); pairs and assets
+are referred to by their Kraken id (the engine resolves altnames too).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# Sides
+BUY = 0
+SELL = 1
+
+# Order types (AddOrder.ordertype)
+LIMIT = "limit"
+MARKET = "market"
+ICEBERG = "iceberg"
+STOP_LOSS = "stop-loss"
+TAKE_PROFIT = "take-profit"
+STOP_LOSS_LIMIT = "stop-loss-limit"
+TAKE_PROFIT_LIMIT = "take-profit-limit"
+TRAILING_STOP = "trailing-stop"
+TRAILING_STOP_LIMIT = "trailing-stop-limit"
+ORDER_TYPES = (
+    LIMIT,
+    MARKET,
+    ICEBERG,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    STOP_LOSS_LIMIT,
+    TAKE_PROFIT_LIMIT,
+    TRAILING_STOP,
+    TRAILING_STOP_LIMIT,
+)
+
+# Time in force
+GTC = "GTC"
+IOC = "IOC"
+GTD = "GTD"
+FOK = "FOK"
+
+# Self-trade prevention
+STP_CANCEL_NEWEST = "cancel-newest"
+STP_CANCEL_OLDEST = "cancel-oldest"
+STP_CANCEL_BOTH = "cancel-both"
+
+# How AddOrder.price / price2 are to be read (Kraken's "+", "-" and "#" prefixes)
+PRICE_ABS = 0  # an absolute price in price units
+PRICE_PLUS = 1  # "+x": above the reference (last trade) / trailing offset
+PRICE_MINUS = 2  # "-x": below the reference
+PRICE_AUTO = 3  # "#x": the direction that makes sense for the order's side
+
+# Market and global modes, least to most restrictive
+ONLINE = "online"
+LIMIT_ONLY = "limit_only"
+POST_ONLY = "post_only"
+CANCEL_ONLY = "cancel_only"
+MAINTENANCE = "maintenance"
+MODES = (ONLINE, LIMIT_ONLY, POST_ONLY, CANCEL_ONLY, MAINTENANCE)
+
+# Promotion scopes
+SCOPE_SPOT = "spot"
+SCOPE_MARGIN = "margin"
+SCOPE_ALL = "all"
+
+
+class Command(msgspec.Struct, tag=True, kw_only=True, gc=False):
+    """Base of every command: its journal position and sequenced time (ns)."""
+
+    seq: int = 0
+    ts: int = 0
+
+
+class Tick(Command, tag="tick"):
+    """The passage of time: fires timers (GTD expiry, dead man's switch, promotions)."""
+
+
+class Deposit(Command, tag="deposit"):
+    """Credit `amount` units of `asset` to `account` (a confirmed deposit)."""
+
+    account: int
+    asset: str
+    amount: int
+    ref: str = ""
+
+
+class RequestWithdrawal(Command, tag="withdraw"):
+    """Hold `amount` (+ `fee`) for a withdrawal identified by `ref` (unique)."""
+
+    account: int
+    asset: str
+    amount: int
+    ref: str
+    fee: int = 0
+
+
+class CompleteWithdrawal(Command, tag="withdraw_done"):
+    """The withdrawal `ref` left the exchange: the held amount and fee are debited."""
+
+    ref: str
+
+
+class ReturnWithdrawal(Command, tag="withdraw_return"):
+    """The withdrawal `ref` was cancelled or failed: its hold is released."""
+
+    ref: str
+    reason: str = ""
+
+
+class Transfer(Command, tag="transfer"):
+    """Move funds between two accounts (`kind`: transfer, adjustment, credit...)."""
+
+    src: int
+    dst: int
+    asset: str
+    amount: int
+    kind: str = "transfer"
+    reason: str = ""
+
+
+class AddOrder(Command, tag="add_order"):
+    """Place an order. `price`/`price2` in price units (or ppm of price when *_pct).
+
+    `price_dp`/`qty_dp`, when not -1, say the value was given with that many decimals and
+    must be rescaled (and precision-checked) by the engine; -1 means native units.
+    """
+
+    account: int
+    pair: str
+    side: int
+    qty: int
+    ordertype: str = LIMIT
+    qty_dp: int = -1
+    price: int = 0
+    price_dp: int = -1
+    price_kind: int = PRICE_ABS
+    price_pct: bool = False
+    price2: int = 0
+    price2_dp: int = -1
+    price2_kind: int = PRICE_ABS
+    price2_pct: bool = False
+    display_qty: int = 0  # iceberg visible size, lots
+    tif: str = GTC
+    expire_ts: int = 0  # GTD expiry (ns)
+    post_only: bool = False
+    fee_in_base: bool = False  # fcib (default: fee in quote, fciq)
+    no_mpp: bool = False  # nompp
+    quote_qty: bool = False  # viqc: qty is quote units (market buys only)
+    stp: str = STP_CANCEL_NEWEST
+    userref: int | None = None
+    cl_ord_id: str | None = None
+    validate: bool = False
+
+
+class AmendOrder(Command, tag="amend_order"):
+    """Change an open order in place (Kraken AmendOrder). Zero means "unchanged"."""
+
+    account: int
+    order_id: int = 0
+    cl_ord_id: str | None = None
+    order_qty: int = 0  # new total quantity (lots), filled part included
+    display_qty: int = 0
+    limit_price: int = 0
+    trigger_price: int = 0
+    post_only: bool = False
+
+
+class CancelOrder(Command, tag="cancel_order"):
+    """Cancel one order by id, every order carrying `userref`, or the one with `cl_ord_id`."""
+
+    account: int
+    order_id: int = 0
+    userref: int | None = None
+    cl_ord_id: str | None = None
+
+
+class CancelAll(Command, tag="cancel_all"):
+    account: int
+
+
+class CancelAllAfter(Command, tag="cancel_all_after"):
+    """Dead man's switch: cancel all the account's orders `timeout_s` from now (0 disarms)."""
+
+    account: int
+    timeout_s: int
+
+
+class SetMarketMode(Command, tag="set_market_mode"):
+    pair: str
+    mode: str
+    reason: str = ""
+
+
+class SetGlobalMode(Command, tag="set_global_mode"):
+    mode: str
+    reason: str = ""
+
+
+class SetFunding(Command, tag="set_funding"):
+    """Turn deposits and/or withdrawals of an asset on or off (None: unchanged)."""
+
+    asset: str
+    deposits: bool | None = None
+    withdrawals: bool | None = None
+    reason: str = ""
+
+
+class CreatePromotion(Command, tag="create_promo"):
+    """A time-bound fee promotion: maker/taker rates (ppm) capped for the matching trades."""
+
+    promo_id: str
+    maker_ppm: int
+    taker_ppm: int
+    end_ts: int
+    start_ts: int = 0
+    scope: str = SCOPE_SPOT
+    pairs: list[str] = []
+    accounts: list[int] = []
+    reason: str = ""
+
+
+class EndPromotion(Command, tag="end_promo"):
+    promo_id: str
+    reason: str = ""
+
+
+AnyCommand = (
+    Tick
+    | Deposit
+    | RequestWithdrawal
+    | CompleteWithdrawal
+    | ReturnWithdrawal
+    | Transfer
+    | AddOrder
+    | AmendOrder
+    | CancelOrder
+    | CancelAll
+    | CancelAllAfter
+    | SetMarketMode
+    | SetGlobalMode
+    | SetFunding
+    | CreatePromotion
+    | EndPromotion
+)
