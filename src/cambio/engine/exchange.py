@@ -23,7 +23,6 @@ from cambio.engine.order import (
     OPEN,
     PENDING,
     TRIGGER_DOWN,
-    TRIGGER_NONE,
     TRIGGER_UP,
     Order,
     hold_needed,
@@ -107,6 +106,7 @@ from cambio.model.ledger import FEE_ACCOUNT, TRADE_LEDGER_IDS
 
 DAY_NS = 86_400 * 1_000_000_000
 VOLUME_DAYS = 30
+MAX_AMOUNT = (1 << 63) - 1  # every stored or emitted integer fits in int64
 INF_PRICE = 1 << 62
 INF_QTY = 1 << 62
 CHAIN_BLOCK = 256  # the event hash chain closes a block every 256 sequence numbers
@@ -114,6 +114,7 @@ MAX_DMS_TIMEOUT_S = 86_400
 MIN_ICEBERG_FRACTION = 15  # display volume >= 1/15 of the order volume
 
 MODE_RANK = {m: i for i, m in enumerate(MODES)}
+_chain_encoder = msgspec.msgpack.Encoder()
 TRIGGER_TYPES = frozenset(
     {STOP_LOSS, TAKE_PROFIT, STOP_LOSS_LIMIT, TAKE_PROFIT_LIMIT, TRAILING_STOP, TRAILING_STOP_LIMIT}
 )
@@ -179,6 +180,7 @@ class Exchange:
         self.global_mode = ONLINE
         self.deposits_on = [True] * len(config.assets)
         self.withdrawals_on = [True] * len(config.assets)
+        self.supply = [0] * len(config.assets)  # per asset: deposits - withdrawals (derived)
         self.promos: dict[str, Promotion] = {}
         self.timers: list[tuple[int, int, int, str]] = []  # (ts, kind, int key, str key)
         self.volume_accounts: set[int] = set()
@@ -190,8 +192,7 @@ class Exchange:
         self.ts = 0
         self.day = -1
         self.chain_block = bytes(32)
-        self.chain_buf = bytearray()
-        self._encoder = msgspec.msgpack.Encoder()
+        self.chain_pending: list[tuple[int, list[Event]]] = []  # since the last closed block
         self._out: list[Event] = []
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             Tick: self._tick,
@@ -223,17 +224,18 @@ class Exchange:
             )
             if usd < 0:
                 continue
+            # fee volume = value * 10**usd_scale, in 10**-decimals of the USD asset
+            assets = self.config.assets
             if spec.quote == usd:
-                m.usd_kind = USD_QUOTE
+                m.usd_kind = USD_QUOTE  # value: the cost
+                m.usd_scale = assets[usd].decimals - assets[usd].units
                 continue
             for ref in self.markets:
                 if ref.spec.base == spec.quote and ref.spec.quote == usd:
-                    # usd = cost * ref_price * 10**(usd_units - quote_units - ref_pair_decimals)
-                    m.usd_kind = USD_VIA
+                    m.usd_kind = USD_VIA  # value: the cost times the reference market's price
                     m.usd_via = ref.index
-                    units = self.config.assets
                     m.usd_scale = (
-                        units[usd].units - units[spec.quote].units - ref.spec.pair_decimals
+                        assets[usd].decimals - assets[spec.quote].units - ref.spec.pair_decimals
                     )
                     break
 
@@ -269,21 +271,26 @@ class Exchange:
                     )
                 else:
                     out.append(CommandRejected(error=r.error))
-        self._encoder.encode_into((cmd.seq, out), self.chain_buf, -1)
+        self.chain_pending.append((cmd.seq, out))
         if cmd.seq % CHAIN_BLOCK == 0:
-            self.chain_block = blake2b(self.chain_block + self.chain_buf, digest_size=32).digest()
-            self.chain_buf.clear()
+            self.chain_block = self._chain_value()
+            self.chain_pending = []
         return out
+
+    def _chain_value(self) -> bytes:
+        if not self.chain_pending:
+            return self.chain_block
+        data = _chain_encoder.encode(self.chain_pending)
+        return blake2b(self.chain_block + data, digest_size=32).digest()
 
     def chain(self) -> str:
         """The event hash chain after the last applied command (hex).
 
-        Defined over sequence numbers, not over how commands were batched: the chain
-        closes a block at every multiple of CHAIN_BLOCK; in between, the value is the hash
-        of the last closed block and the events since."""
-        if not self.chain_buf:
-            return self.chain_block.hex()
-        return blake2b(self.chain_block + self.chain_buf, digest_size=32).hexdigest()
+        Defined over sequence numbers, not over how commands were batched: a block closes
+        at every multiple of CHAIN_BLOCK with value BLAKE2b-256(previous block value ||
+        msgpack([[seq, events], ...] since)); in between, the chain's value is what the
+        block would close with now. Encoding once per block keeps it off the hot path."""
+        return self._chain_value().hex()
 
     def snapshot(self) -> bytes:
         """The canonical snapshot (see cambio.engine.snapshot)."""
@@ -362,11 +369,9 @@ class Exchange:
         return idx
 
     def _usd_value(self, m: Market, cost: int) -> int:
-        if m.usd_kind == USD_QUOTE:
-            return cost
         if m.usd_kind == USD_NONE:
             return 0
-        v = cost * self.markets[m.usd_via].last_price
+        v = cost if m.usd_kind == USD_QUOTE else cost * self.markets[m.usd_via].last_price
         s = m.usd_scale
         return v * int(10**s) if s >= 0 else v // int(10 ** (-s))
 
@@ -424,15 +429,7 @@ class Exchange:
         a.orders.pop(o.order_id, None)
         if o.cl_ord_id is not None:
             self.cl_ord_ids.pop((o.account, o.cl_ord_id), None)
-        self._out.append(
-            OrderClosed(
-                order_id=o.order_id,
-                account=o.account,
-                status=status,
-                reason=reason,
-                filled=o.filled,
-            )
-        )
+        self._out.append(OrderClosed(o.order_id, o.account, status, reason, o.filled))
 
     def _unbook(self, o: Order) -> None:
         """Take an open or pending order out of its book or trigger book."""
@@ -485,6 +482,8 @@ class Exchange:
                 value = rescale(value, dp, spec.pair_decimals)
             except DecimalFormatError:
                 raise Rejected(E.invalid_price_decimals(spec.altname, spec.pair_decimals)) from None
+        if value > MAX_AMOUNT:
+            raise Rejected(E.INVALID_PRICE_ARG)
         if kind == PRICE_ABS:
             if value <= 0:
                 raise Rejected(E.INVALID_PRICE_ARG)
@@ -548,26 +547,34 @@ class Exchange:
         return max(spec.tick, -(-lim // spec.tick) * spec.tick)
 
     def _add_order(self, cmd: AddOrder) -> None:
-        m = self._resolve_pair(cmd.pair)
+        idx = self.pair_index.get(cmd.pair)
+        m = self.markets[idx] if idx is not None else self._resolve_pair(cmd.pair)
         spec = m.spec
         ot = cmd.ordertype
-        if cmd.account <= FEE_ACCOUNT or ot not in ORDER_TYPES:
+        side = cmd.side
+        account = cmd.account
+        tif = cmd.tif
+        if tif not in TIFS:
+            tif = tif.upper()
+        if (
+            account <= FEE_ACCOUNT
+            or ot not in ORDER_TYPES
+            or tif not in TIFS
+            or cmd.stp not in STP_TYPES
+            or (cmd.userref is not None and cmd.cl_ord_id is not None)
+        ):
             raise Rejected(E.INVALID_ARGUMENTS)
-        if cmd.side not in (BUY, SELL):
+        if side != BUY and side != SELL:
             raise Rejected(E.INVALID_ARGUMENTS + ":type")
-        tif = cmd.tif.upper()
-        if tif not in TIFS or cmd.stp not in STP_TYPES:
-            raise Rejected(E.INVALID_ARGUMENTS)
-        self._check_mode_for_order(m, cmd)
-        if cmd.userref is not None and cmd.cl_ord_id is not None:
-            raise Rejected(E.INVALID_ARGUMENTS)
-        if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_ids:
+        if m.mode is not ONLINE or self.global_mode is not ONLINE:
+            self._check_mode_for_order(m, cmd)
+        if cmd.cl_ord_id is not None and (account, cmd.cl_ord_id) in self.cl_ord_ids:
             raise Rejected(E.INVALID_ARGUMENTS + ":cl_ord_id")
         if cmd.post_only and (ot not in RESTING_TYPES or tif in (IOC, FOK)):
             raise Rejected(E.INVALID_ARGUMENTS + ":oflags")
-        if cmd.quote_qty and (ot != MARKET or cmd.side != BUY):
+        if cmd.quote_qty and (ot != MARKET or side != BUY):
             raise Rejected(E.INVALID_ARGUMENTS + ":viqc")
-        if tif == FOK and ot not in (LIMIT, MARKET):
+        if tif == FOK and ot != LIMIT and ot != MARKET:
             raise Rejected(E.INVALID_ARGUMENTS + ":timeinforce")
         if tif == GTD:
             if cmd.expire_ts <= self.ts:
@@ -582,88 +589,45 @@ class Exchange:
                 qty = rescale(qty, cmd.qty_dp, dp)
             except DecimalFormatError:
                 raise Rejected(E.INVALID_VOLUME) from None
-        if qty <= 0:
+        if not 0 < qty <= MAX_AMOUNT:
             raise Rejected(E.INVALID_VOLUME)
-        if not cmd.quote_qty and qty < spec.ordermin:
+        if qty < spec.ordermin and not cmd.quote_qty:
             raise Rejected(E.VOLUME_MINIMUM)
 
-        side = cmd.side
-        # passive direction for "#" prices: buys below the market, sells above; stops reverse
+        # passive direction for "#" prices: buys below the market, sells above
         passive = -1 if side == BUY else 1
-        price = limit = trigger = trail = limit_offset = 0
-        trail_pct = limit_offset_pct = False
-        trigger_dir = TRIGGER_NONE
-        if ot in RESTING_TYPES:
-            price = self._price(m, cmd.price, cmd.price_dp, cmd.price_kind, cmd.price_pct, passive)
-        elif ot in TRAILING_TYPES:
-            if cmd.price_kind != PRICE_PLUS:
+        price = limit = trigger = 0
+        if ot in (LIMIT, ICEBERG):
+            price = cmd.price
+            if cmd.price_dp >= 0 or cmd.price_kind or cmd.price_pct or price > MAX_AMOUNT:
+                price = self._price(m, price, cmd.price_dp, cmd.price_kind, cmd.price_pct, passive)
+            elif price <= 0:
                 raise Rejected(E.INVALID_PRICE_ARG)
-            trail = self._offset(m, cmd.price, cmd.price_dp, cmd.price_pct)
-            trail_pct = cmd.price_pct
-            if m.last_price <= 0:
-                raise Rejected(E.INVALID_PRICE_ARG)
-            trigger_dir = _trigger_dir(ot, side)
-            trigger = self._trail_trigger(m.last_price, trail, trail_pct, trigger_dir, spec.tick)
-            if ot == TRAILING_STOP_LIMIT:
-                if cmd.price2_kind not in (PRICE_PLUS, PRICE_MINUS):
-                    raise Rejected(E.INVALID_ARGUMENTS + ":price2")
-                limit_offset = self._offset(m, cmd.price2, cmd.price2_dp, cmd.price2_pct)
-                if cmd.price2_kind == PRICE_MINUS:
-                    limit_offset = -limit_offset
-                limit_offset_pct = cmd.price2_pct
-        elif ot in TRIGGER_TYPES:
-            trigger_dir = _trigger_dir(ot, side)
-            stop_dir = 1 if trigger_dir == TRIGGER_UP else -1
-            trigger = self._price(
-                m, cmd.price, cmd.price_dp, cmd.price_kind, cmd.price_pct, stop_dir
-            )
-            if ot in LIMIT_TRIGGER_TYPES:
-                limit = self._price(
-                    m, cmd.price2, cmd.price2_dp, cmd.price2_kind, cmd.price2_pct, passive
-                )
+            elif price % spec.tick:
+                raise Rejected(E.TICK_SIZE)
+        o = Order(
+            self.next_order_id, account, m.index, side, ot, price, qty, qty, tif, cmd.stp,
+            self.ts, cmd.fee_in_base, cmd.post_only, cmd.userref, cmd.cl_ord_id, cmd.expire_ts,
+        )  # fmt: skip
+        if ot in TRIGGER_TYPES:
+            self._trigger_fields(m, o, cmd, passive)
+            trigger, limit = o.trigger, o.limit
         if ot == ICEBERG:
             d = cmd.display_qty
             if d <= 0 or d > qty or d * MIN_ICEBERG_FRACTION < qty or d < spec.ordermin:
                 raise Rejected(E.INVALID_DISPLAYVOL)
+            o.display = o.shown = d
         elif cmd.display_qty:
             raise Rejected(E.INVALID_DISPLAYVOL)
 
-        # costmin: judged at the price the order names (limit, trigger) or the touch
+        # costmin: judged at the price the order names (limit, trigger) or at the touch
         ref_price = price or limit or trigger
         if not ref_price and ot == MARKET:
             ref_price = m.book.best_ask() if side == BUY else m.book.best_bid()
-        if not cmd.quote_qty and ref_price and spec.cost(ref_price, qty) < spec.costmin:
+        if ref_price and ref_price * qty * spec.quote_per_pq < spec.costmin and not cmd.quote_qty:
             raise Rejected(E.COST_MINIMUM)
 
-        o = Order(
-            order_id=self.next_order_id,
-            account=cmd.account,
-            pair=m.index,
-            side=side,
-            ordertype=ot,
-            price=price,
-            qty=qty,
-            orig_qty=qty,
-            display=cmd.display_qty,
-            shown=cmd.display_qty,
-            fee_in_base=cmd.fee_in_base,
-            post_only=cmd.post_only,
-            tif=tif,
-            expire_ts=cmd.expire_ts,
-            stp=cmd.stp,
-            userref=cmd.userref,
-            cl_ord_id=cmd.cl_ord_id,
-            opened_ts=self.ts,
-            trigger=trigger,
-            trigger_dir=trigger_dir,
-            limit=limit,
-            trail=trail,
-            trail_pct=trail_pct,
-            limit_offset=limit_offset,
-            limit_offset_pct=limit_offset_pct,
-            extreme=m.last_price if ot in TRAILING_TYPES else 0,
-        )
-        a = self.accounts.get(cmd.account)
+        a = self.accounts.get(account)
         if a is None:  # never funded: nothing to trade with (and no account to create)
             raise Rejected(E.INSUFFICIENT_FUNDS)
         hold_asset = spec.quote if side == BUY else spec.base
@@ -679,55 +643,36 @@ class Exchange:
             else:
                 o.price = self._band_limit(m, side) if not cmd.no_mpp else 1
                 hold = self._hold_for(m, o, o.price, qty)
-        elif trigger_dir != TRIGGER_NONE:
-            est = limit if ot in LIMIT_TRIGGER_TYPES else 0
-            if not est:
-                est = trigger + trigger * spec.mpp_band_ppm // PPM
-            hold = self._hold_for(m, o, est, qty)
+        elif trigger:
+            hold = self._hold_for(m, o, self._trigger_hold_price(m, o), qty)
         else:
             hold = self._hold_for(m, o, price, qty)
         if hold > a.avail[hold_asset] or (o.budget and hold <= 0):
             raise Rejected(E.INSUFFICIENT_FUNDS)
         if cmd.validate:
-            self._out.append(OrderValidated(account=cmd.account))
+            self._out.append(OrderValidated(account))
             return
 
         # accepted: from here on the order exists and every outcome is an event
-        self.next_order_id += 1
+        oid = o.order_id
+        self.next_order_id = oid + 1
         a.avail[hold_asset] -= hold
         a.held[hold_asset] += hold
         o.hold = hold
-        oid = o.order_id
         self.orders[oid] = o
         if o.cl_ord_id is not None:
-            self.cl_ord_ids[(o.account, o.cl_ord_id)] = oid
-        pending = trigger_dir != TRIGGER_NONE
-        if pending:
+            self.cl_ord_ids[(account, o.cl_ord_id)] = oid
+        if trigger:
             o.status = PENDING
         self._out.append(
             OrderAccepted(
-                order_id=oid,
-                account=o.account,
-                pair=m.index,
-                side=side,
-                ordertype=ot,
-                qty=qty,
-                price=price or trigger,
-                price2=limit,
-                display_qty=o.display,
-                tif=tif,
-                expire_ts=o.expire_ts,
-                post_only=o.post_only,
-                fee_in_base=o.fee_in_base,
-                stp=o.stp,
-                userref=o.userref,
-                cl_ord_id=o.cl_ord_id,
-                status=PENDING if pending else OPEN,
+                oid, account, m.index, side, ot, qty, price or trigger, limit, o.display, tif,
+                o.expire_ts, o.post_only, o.fee_in_base, o.stp, o.userref, o.cl_ord_id, o.status,
             )
-        )
+        )  # fmt: skip
         if tif == GTD:
             self._push_timer(o.expire_ts, TIMER_EXPIRY, oid)
-        if pending:
+        if trigger:
             a.orders[oid] = o
             if self._triggered_now(m, o):
                 self._fire(m, o, m.last_price)
@@ -737,6 +682,45 @@ class Exchange:
             self._execute(m, o, a)
         if m.trade_prices:
             self._run_triggers(m)
+
+    def _trigger_fields(self, m: Market, o: Order, cmd: AddOrder, passive: int) -> None:
+        """Resolve the trigger (and limit) of a stop, take-profit or trailing order."""
+        spec = m.spec
+        ot, side = o.ordertype, o.side
+        o.trigger_dir = _trigger_dir(ot, side)
+        if ot in TRAILING_TYPES:
+            if cmd.price_kind != PRICE_PLUS:
+                raise Rejected(E.INVALID_PRICE_ARG)
+            o.trail = self._offset(m, cmd.price, cmd.price_dp, cmd.price_pct)
+            o.trail_pct = cmd.price_pct
+            if m.last_price <= 0:
+                raise Rejected(E.INVALID_PRICE_ARG)
+            o.extreme = m.last_price
+            o.trigger = self._trail_trigger(
+                m.last_price, o.trail, o.trail_pct, o.trigger_dir, spec.tick
+            )
+            if ot == TRAILING_STOP_LIMIT:
+                if cmd.price2_kind not in (PRICE_PLUS, PRICE_MINUS):
+                    raise Rejected(E.INVALID_ARGUMENTS + ":price2")
+                off = self._offset(m, cmd.price2, cmd.price2_dp, cmd.price2_pct)
+                o.limit_offset = -off if cmd.price2_kind == PRICE_MINUS else off
+                o.limit_offset_pct = cmd.price2_pct
+            return
+        stop_dir = 1 if o.trigger_dir == TRIGGER_UP else -1
+        o.trigger = self._price(m, cmd.price, cmd.price_dp, cmd.price_kind, cmd.price_pct, stop_dir)
+        if ot in LIMIT_TRIGGER_TYPES:
+            o.limit = self._price(
+                m, cmd.price2, cmd.price2_dp, cmd.price2_kind, cmd.price2_pct, passive
+            )
+
+    def _trigger_hold_price(self, m: Market, o: Order) -> int:
+        """The price a buy trigger order holds funds for until it fires (then re-held)."""
+        if o.limit:
+            return o.limit
+        if o.ordertype == TRAILING_STOP_LIMIT:
+            off = o.trigger * o.limit_offset // PPM if o.limit_offset_pct else o.limit_offset
+            return max(o.trigger, o.trigger + off)
+        return o.trigger + o.trigger * m.spec.mpp_band_ppm // PPM
 
     @staticmethod
     def _trail_trigger(extreme: int, trail: int, pct: bool, direction: int, tick: int) -> int:
@@ -812,7 +796,6 @@ class Exchange:
         taker_side = t.side
         maxfee = m.max_fee_ppm
         track_prices = m.n_triggers > 0
-        usd_quote = m.usd_kind == USD_QUOTE
         while heap and t.qty:
             p = heap[0] * sign
             if (p > limit) if is_buy else (p < limit):
@@ -924,27 +907,27 @@ class Exchange:
                 self.next_trade_id = tid + 1
                 out.append(
                     Trade(
-                        trade_id=tid,
-                        ledger_id=lid,
-                        pair=pair,
-                        price=p,
-                        qty=q,
-                        cost=cost,
-                        taker_side=taker_side,
-                        maker_order=o.order_id,
-                        maker_account=o.account,
-                        taker_order=taker_id,
-                        taker_account=taker_acct,
-                        maker_fee=mfee,
-                        taker_fee=tfee,
-                        maker_fee_base=o.fee_in_base,
-                        taker_fee_base=t.fee_in_base,
+                        tid,
+                        lid,
+                        pair,
+                        p,
+                        q,
+                        cost,
+                        taker_side,
+                        o.order_id,
+                        o.account,
+                        taker_id,
+                        taker_acct,
+                        mfee,
+                        tfee,
+                        o.fee_in_base,
+                        t.fee_in_base,
                     )
                 )
                 m.last_price = p
                 if track_prices:
                     m.trade_prices.append(p)
-                usd = cost if usd_quote else self._usd_value(m, cost)
+                usd = self._usd_value(m, cost)
                 if usd:
                     self._add_volume(ma, usd)
                     self._add_volume(ta, usd)
@@ -963,15 +946,7 @@ class Exchange:
                         o.hold = 0
                     if o.cl_ord_id is not None:
                         self.cl_ord_ids.pop((o.account, o.cl_ord_id), None)
-                    out.append(
-                        OrderClosed(
-                            order_id=o.order_id,
-                            account=o.account,
-                            status="closed",
-                            reason="",
-                            filled=o.filled,
-                        )
-                    )
+                    out.append(OrderClosed(o.order_id, o.account, "closed", "", o.filled))
                     n = lvl.n - 1
                     if n == 0:
                         book.drop_level(1 - taker_side, p)
@@ -1269,12 +1244,15 @@ class Exchange:
             raise Rejected(E.FUNDING_INVALID_AMOUNT)
         if not self.deposits_on[asset]:
             raise Rejected(E.FUNDING_DISABLED)
+        if self.supply[asset] + cmd.amount > MAX_AMOUNT:
+            raise Rejected(E.FUNDING_INVALID_AMOUNT)
         if cmd.ref:
             if cmd.ref in self.funding_refs:
                 raise Rejected(E.FUNDING_INVALID_REF)
             self.funding_refs.add(cmd.ref)
         a = self._account(cmd.account)
         a.avail[asset] += cmd.amount
+        self.supply[asset] += cmd.amount
         lid = self.next_ledger_id
         self.next_ledger_id += 1
         self._out.append(
@@ -1314,6 +1292,7 @@ class Exchange:
         a = self.accounts[w.account]
         a.held[w.asset] -= w.amount + w.fee
         self.accounts[FEE_ACCOUNT].avail[w.asset] += w.fee
+        self.supply[w.asset] -= w.amount
         lid = self.next_ledger_id
         self.next_ledger_id += 2
         self._out.append(

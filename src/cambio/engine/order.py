@@ -16,8 +16,11 @@ TRIGGER_UP = 1
 TRIGGER_DOWN = 2
 
 
-class Order(msgspec.Struct, kw_only=True, gc=False):
-    """A live order. Quantities in lots, prices in price units, hold in asset units."""
+class Order(msgspec.Struct, gc=False):
+    """A live order. Quantities in lots, prices in price units, hold in asset units.
+
+    The hot path builds orders positionally (much cheaper than keywords): keep the field
+    order of the first block stable."""
 
     order_id: int
     account: int
@@ -26,19 +29,19 @@ class Order(msgspec.Struct, kw_only=True, gc=False):
     ordertype: str
     price: int  # limit price while in the book (for market orders: the protection limit)
     qty: int  # remaining
-    filled: int = 0
     orig_qty: int
+    tif: str
+    stp: str
+    opened_ts: int
+    fee_in_base: bool
+    post_only: bool
+    userref: int | None
+    cl_ord_id: str | None
+    expire_ts: int = 0
+    filled: int = 0
     display: int = 0  # iceberg display size; 0: not an iceberg
     shown: int = 0  # iceberg: visible part still in the book
     hold: int = 0  # funds still held for this order
-    fee_in_base: bool = False
-    post_only: bool = False
-    tif: str = "GTC"
-    expire_ts: int = 0
-    stp: str = "cancel-newest"
-    userref: int | None = None
-    cl_ord_id: str | None = None
-    opened_ts: int = 0
     status: str = OPEN
     budget: bool = False  # market buy by quote budget: `hold` is the budget left
     # trigger orders (stop-loss, take-profit, trailing)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from heapq import heappush
+from typing import cast
 
 import msgspec
 
@@ -21,6 +22,7 @@ from cambio.engine.fees import Promotion
 from cambio.engine.order import PENDING, Order
 from cambio.model.commands import BUY, GTD, SELL
 from cambio.model.config import MarketConfig
+from cambio.model.events import AnyEvent, Event
 
 SNAPSHOT_VERSION = 1
 
@@ -127,8 +129,8 @@ class StateDoc(msgspec.Struct):
 
 class Snapshot(msgspec.Struct):
     state: StateDoc
-    chain_block: bytes  # hash chain: last closed block
-    chain_buf: bytes  # and the encoded events since
+    chain_block: bytes  # hash chain: value of the last closed block
+    chain_pending: list[tuple[int, list[AnyEvent]]]  # (seq, events) since that block
 
 
 _encoder = msgspec.msgpack.Encoder(order="deterministic")
@@ -232,7 +234,11 @@ def state_hash(ex: Exchange) -> str:
 def snapshot(ex: Exchange) -> bytes:
     """The full snapshot: state document plus the hash chain to continue from."""
     return _encoder.encode(
-        Snapshot(state=state_doc(ex), chain_block=ex.chain_block, chain_buf=bytes(ex.chain_buf))
+        Snapshot(
+            state=state_doc(ex),
+            chain_block=ex.chain_block,
+            chain_pending=cast(list[tuple[int, list[AnyEvent]]], ex.chain_pending),
+        )
     )
 
 
@@ -255,7 +261,7 @@ def restore(config: MarketConfig, data: bytes) -> Exchange:
     except (KeyError, IndexError) as exc:
         raise SnapshotError(f"snapshot does not match the market configuration: {exc}") from exc
     ex.chain_block = snap.chain_block
-    ex.chain_buf = bytearray(snap.chain_buf)
+    ex.chain_pending = [(seq, list[Event](events)) for seq, events in snap.chain_pending]
     return ex
 
 
@@ -278,6 +284,8 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
         if a.volume_days:
             ex.volume_accounts.add(a.account_id)
         ex._retier(a, emit=False)
+        for i in range(len(a.avail)):
+            ex.supply[i] += a.avail[i] + a.held[i]
         a.dms_ts = ad.dead_man_switch_ts
         if a.dms_ts:
             heappush(ex.timers, (a.dms_ts, TIMER_DMS, a.account_id, ""))

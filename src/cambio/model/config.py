@@ -8,7 +8,12 @@ Units (documented in docs/architecture.md):
   tick size is a whole number of price units (1 for every default pair, so price units are
   ticks);
 * a quantity is an integer of 10**-lot_decimals of the base asset (a "lot");
-* fee rates are integers in parts per million of the trade cost (0.26 % = 2600).
+* fee rates are integers in parts per million of the trade cost (0.26 % = 2600);
+* 30-day fee volume is counted in 10**-decimals of the fee-volume currency (USD).
+
+Every amount the engine stores or emits must fit in a signed 64-bit integer (the journal
+and snapshots are MessagePack); the engine refuses deposits that would take an asset's
+total supply past that, which bounds every balance, hold and trade cost.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ DEFAULT_MPP_BAND = "5"  # percent: market orders never execute further than this
 
 
 class FeeTier(msgspec.Struct, frozen=True):
-    """One step of a fee schedule: from ``volume`` (USD units) up, pay ``ppm`` of cost."""
+    """One step of a fee schedule: from 30-day ``volume`` up, pay ``ppm`` of the cost."""
 
     volume: int
     ppm: int
@@ -108,9 +113,9 @@ def _percent_to_ppm(text: str) -> int:
     return to_units(str(text), 4)
 
 
-def _tiers(rows: list[list[Any]], usd_units: int) -> tuple[FeeTier, ...]:
+def _tiers(rows: list[list[Any]], usd_decimals: int) -> tuple[FeeTier, ...]:
     tiers = tuple(
-        FeeTier(volume=to_units(str(v), 0) * 10**usd_units, ppm=_percent_to_ppm(p)) for v, p in rows
+        FeeTier(volume=to_units(str(v), usd_decimals), ppm=_percent_to_ppm(p)) for v, p in rows
     )
     if not tiers or tiers[0].volume != 0:
         raise ConfigError("a fee schedule must start at volume 0")
@@ -149,7 +154,7 @@ def build_config(doc: dict[str, Any]) -> MarketConfig:
     fees = doc.get("fees", {})
     usd_id = fees.get("volume_currency", "ZUSD")
     usd_index = index.get(usd_id, -1)
-    usd_units = assets[usd_index].units if usd_index >= 0 else 0
+    usd_decimals = assets[usd_index].decimals if usd_index >= 0 else 0
     pairs = []
     for i, p in enumerate(raw_pairs):
         base, quote = assets[index[p["base"]]], assets[index[p["quote"]]]
@@ -174,8 +179,10 @@ def build_config(doc: dict[str, Any]) -> MarketConfig:
                 tick=tick,
                 base_per_lot=10 ** (base.units - ld),
                 quote_per_pq=10 ** (quote.units - pd - ld),
-                maker_tiers=_tiers(p.get("fees_maker", fees.get("maker", [[0, "0"]])), usd_units),
-                taker_tiers=_tiers(p.get("fees", fees.get("taker", [[0, "0"]])), usd_units),
+                maker_tiers=_tiers(
+                    p.get("fees_maker", fees.get("maker", [[0, "0"]])), usd_decimals
+                ),
+                taker_tiers=_tiers(p.get("fees", fees.get("taker", [[0, "0"]])), usd_decimals),
                 leverage_buy=tuple(int(x) for x in p.get("leverage_buy", [])),
                 leverage_sell=tuple(int(x) for x in p.get("leverage_sell", [])),
                 margin_call=int(p.get("margin_call", 80)),

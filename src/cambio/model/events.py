@@ -12,8 +12,9 @@ from __future__ import annotations
 import msgspec
 
 
-class Event(msgspec.Struct, tag=True, kw_only=True, gc=False):
-    """Base of every event."""
+class Event(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """Base of every event. Encoded as arrays (tag first, then fields in order), so new
+    fields are only ever appended, with defaults."""
 
 
 class OrderAccepted(Event, tag="order_accepted"):
@@ -84,7 +85,7 @@ class OrderClosed(Event, tag="order_closed"):
     filled: int
 
 
-class Trade(Event, tag="trade", array_like=True):
+class Trade(Event, tag="trade"):
     """A fill between a resting (maker) and an arriving (taker) order."""
 
     trade_id: int
