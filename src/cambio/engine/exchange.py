@@ -191,6 +191,7 @@ class Exchange:
         self.seq = 0
         self.ts = 0
         self.day = -1
+        self.day_end = 0  # first ns of the next day (derived from day)
         self.chain_block = bytes(32)
         self.chain_pending: list[tuple[int, list[Event]]] = []  # since the last closed block
         self._out: list[Event] = []
@@ -247,7 +248,7 @@ class Exchange:
         if cmd.ts > self.ts:
             self.ts = cmd.ts
         self.seq = cmd.seq
-        if self.ts // DAY_NS != self.day:
+        if self.ts >= self.day_end:
             self._roll_day(self.ts // DAY_NS)
         if self.timers and self.timers[0][0] <= self.ts:
             self._fire_timers()
@@ -396,6 +397,7 @@ class Exchange:
 
     def _roll_day(self, day: int) -> None:
         self.day = day
+        self.day_end = (day + 1) * DAY_NS
         cutoff = day - VOLUME_DAYS + 1
         for aid in sorted(self.volume_accounts):
             a = self.accounts[aid]
@@ -568,19 +570,14 @@ class Exchange:
             raise Rejected(E.INVALID_ARGUMENTS + ":type")
         if m.mode is not ONLINE or self.global_mode is not ONLINE:
             self._check_mode_for_order(m, cmd)
-        if cmd.cl_ord_id is not None and (account, cmd.cl_ord_id) in self.cl_ord_ids:
-            raise Rejected(E.INVALID_ARGUMENTS + ":cl_ord_id")
-        if cmd.post_only and (ot not in RESTING_TYPES or tif in (IOC, FOK)):
-            raise Rejected(E.INVALID_ARGUMENTS + ":oflags")
-        if cmd.quote_qty and (ot != MARKET or side != BUY):
-            raise Rejected(E.INVALID_ARGUMENTS + ":viqc")
-        if tif == FOK and ot != LIMIT and ot != MARKET:
-            raise Rejected(E.INVALID_ARGUMENTS + ":timeinforce")
-        if tif == GTD:
-            if cmd.expire_ts <= self.ts:
-                raise Rejected(E.INVALID_EXPIRETM)
-        elif cmd.expire_ts:
-            raise Rejected(E.INVALID_EXPIRETM)
+        if (
+            cmd.cl_ord_id is not None
+            or cmd.post_only
+            or cmd.quote_qty
+            or cmd.expire_ts
+            or (tif != GTC and tif != IOC)
+        ):
+            self._check_order_flags(cmd, ot, tif)
 
         qty = cmd.qty
         if cmd.qty_dp >= 0:
@@ -646,7 +643,10 @@ class Exchange:
         elif trigger:
             hold = self._hold_for(m, o, self._trigger_hold_price(m, o), qty)
         else:
-            hold = self._hold_for(m, o, price, qty)
+            hold = hold_needed(
+                side, o.fee_in_base, price, qty, spec.base_per_lot, spec.quote_per_pq,
+                m.max_fee_ppm,
+            )  # fmt: skip
         if hold > a.avail[hold_asset] or (o.budget and hold <= 0):
             raise Rejected(E.INSUFFICIENT_FUNDS)
         if cmd.validate:
@@ -682,6 +682,22 @@ class Exchange:
             self._execute(m, o, a)
         if m.trade_prices:
             self._run_triggers(m)
+
+    def _check_order_flags(self, cmd: AddOrder, ot: str, tif: str) -> None:
+        """The checks that only orders with client ids, flags or a special time in force need."""
+        if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_ids:
+            raise Rejected(E.INVALID_ARGUMENTS + ":cl_ord_id")
+        if cmd.post_only and (ot not in RESTING_TYPES or tif in (IOC, FOK)):
+            raise Rejected(E.INVALID_ARGUMENTS + ":oflags")
+        if cmd.quote_qty and (ot != MARKET or cmd.side != BUY):
+            raise Rejected(E.INVALID_ARGUMENTS + ":viqc")
+        if tif == FOK and ot not in (LIMIT, MARKET):
+            raise Rejected(E.INVALID_ARGUMENTS + ":timeinforce")
+        if tif == GTD:
+            if cmd.expire_ts <= self.ts:
+                raise Rejected(E.INVALID_EXPIRETM)
+        elif cmd.expire_ts:
+            raise Rejected(E.INVALID_EXPIRETM)
 
     def _trigger_fields(self, m: Market, o: Order, cmd: AddOrder, passive: int) -> None:
         """Resolve the trigger (and limit) of a stop, take-profit or trailing order."""
@@ -732,18 +748,24 @@ class Exchange:
     def _execute(self, m: Market, o: Order, a: Account) -> None:
         """Run an open order against the book, then rest or close what is left."""
         book = m.book
-        if o.post_only:
-            touch = book.best_ask() if o.side == BUY else book.best_bid()
-            if touch and (o.price >= touch if o.side == BUY else o.price <= touch):
-                self._close(o, "canceled", E.REASON_POST_ONLY)
-                return
+        if o.side == BUY:
+            opp = book.ask_heap
+            crosses = bool(opp) and opp[0] <= o.price
+        else:
+            opp = book.bid_heap
+            crosses = bool(opp) and -opp[0] >= o.price
+        if crosses and o.post_only:
+            self._close(o, "canceled", E.REASON_POST_ONLY)
+            return
         reason = ""
-        mode = self.mode_of(m)
-        if mode in (ONLINE, LIMIT_ONLY):
+        if crosses and self.mode_of(m) in (ONLINE, LIMIT_ONLY):
             if o.tif == FOK and not self._fok_fillable(m, o):
                 self._close(o, "canceled", E.REASON_FOK)
                 return
             reason = self._match(m, o, a)
+        elif o.tif == FOK:
+            self._close(o, "canceled", E.REASON_FOK)
+            return
         if o.qty == 0:
             self._close(o, "closed", "")
         elif reason:
@@ -761,8 +783,7 @@ class Exchange:
             )
         else:
             # market execution stopped by an empty book or by price protection
-            opposite = book.bid_heap if o.side == SELL else book.ask_heap
-            self._close(o, "canceled", E.REASON_MPP if opposite else E.REASON_NO_LIQUIDITY)
+            self._close(o, "canceled", E.REASON_MPP if opp else E.REASON_NO_LIQUIDITY)
 
     def _fok_fillable(self, m: Market, o: Order) -> bool:
         opposite = SELL if o.side == BUY else BUY
@@ -796,6 +817,7 @@ class Exchange:
         taker_side = t.side
         maxfee = m.max_fee_ppm
         track_prices = m.n_triggers > 0
+        usd_kind = m.usd_kind
         while heap and t.qty:
             p = heap[0] * sign
             if (p > limit) if is_buy else (p < limit):
@@ -927,10 +949,11 @@ class Exchange:
                 m.last_price = p
                 if track_prices:
                     m.trade_prices.append(p)
-                usd = self._usd_value(m, cost)
-                if usd:
-                    self._add_volume(ma, usd)
-                    self._add_volume(ta, usd)
+                if usd_kind:
+                    usd = self._usd_value(m, cost)
+                    if usd:
+                        self._add_volume(ma, usd)
+                        self._add_volume(ta, usd)
                 t.qty = trem
                 t.filled += q
                 o.filled += q

@@ -17,7 +17,14 @@ from typing import cast
 import msgspec
 
 from cambio.engine.accounts import Account
-from cambio.engine.exchange import TIMER_DMS, TIMER_EXPIRY, TIMER_PROMO, Exchange, Withdrawal
+from cambio.engine.exchange import (
+    DAY_NS,
+    TIMER_DMS,
+    TIMER_EXPIRY,
+    TIMER_PROMO,
+    Exchange,
+    Withdrawal,
+)
 from cambio.engine.fees import Promotion
 from cambio.engine.order import PENDING, Order
 from cambio.model.commands import BUY, GTD, SELL
@@ -269,6 +276,7 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
     aidx = {a.id: a.index for a in ex.config.assets}
     pidx = {p.id: p.index for p in ex.config.pairs}
     ex.seq, ex.ts, ex.day, ex.global_mode = doc.seq, doc.ts, doc.day, doc.global_mode
+    ex.day_end = (doc.day + 1) * DAY_NS
     ex.next_order_id, ex.next_trade_id = doc.next_order_id, doc.next_trade_id
     ex.next_ledger_id, ex.next_amend_id = doc.next_ledger_id, doc.next_amend_id
     for f in doc.funding:
