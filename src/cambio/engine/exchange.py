@@ -25,6 +25,7 @@ from cambio.engine.order import (
     TRIGGER_DOWN,
     TRIGGER_UP,
     Order,
+    OrderIndex,
     hold_needed,
 )
 from cambio.model import errors as E
@@ -173,7 +174,7 @@ class Exchange:
         self.taker_tiers = config.pairs[0].taker_tiers if config.pairs else ()
         self._link_usd_valuation()
         self.accounts: dict[int, Account] = {}
-        self.orders: dict[int, Order] = {}  # open and pending orders
+        self.orders = OrderIndex()  # open and pending orders
         self.cl_ord_ids: dict[tuple[int, str], int] = {}  # (account, cl_ord_id) -> order id
         self.withdrawals: dict[str, Withdrawal] = {}  # pending, by ref
         self.funding_refs: set[str] = set()  # every deposit / withdrawal ref ever seen
@@ -427,7 +428,7 @@ class Exchange:
             a.held[asset] -= o.hold
             a.avail[asset] += o.hold
             o.hold = 0
-        self.orders.pop(o.order_id, None)
+        self.orders.pop(o.order_id)
         a.orders.pop(o.order_id, None)
         if o.cl_ord_id is not None:
             self.cl_ord_ids.pop((o.account, o.cl_ord_id), None)
@@ -960,7 +961,7 @@ class Exchange:
                 o.qty = rem
                 if rem == 0:
                     lvl.popleft()
-                    del orders[o.order_id]
+                    orders.pop(o.order_id)
                     del ma.orders[o.order_id]
                     if o.hold:
                         a_hold = quote if not is_buy else base

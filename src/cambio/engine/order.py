@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import msgspec
 
 from cambio.model.commands import BUY
@@ -75,3 +77,60 @@ def hold_needed(
         return cost if fee_in_base else cost + cost * max_fee_ppm // PPM
     base = qty * base_per_lot
     return base + base * max_fee_ppm // PPM if fee_in_base else base
+
+
+class OrderIndex:
+    """Open and pending orders by id, sharded by id range.
+
+    A plain dict of a million live orders stalls the engine for ~300 ms each time it
+    resizes; ids are assigned in sequence, so shards of 16,384 consecutive ids keep every
+    resize small, and shards of old ids disappear once their orders are gone."""
+
+    __slots__ = ("_n", "_shards")
+
+    def __init__(self) -> None:
+        self._shards: dict[int, dict[int, Order]] = {}
+        self._n = 0
+
+    def get(self, order_id: int) -> Order | None:
+        shard = self._shards.get(order_id >> 14)
+        return shard.get(order_id) if shard is not None else None
+
+    def __getitem__(self, order_id: int) -> Order:
+        o = self.get(order_id)
+        if o is None:
+            raise KeyError(order_id)
+        return o
+
+    def __setitem__(self, order_id: int, o: Order) -> None:
+        key = order_id >> 14
+        shard = self._shards.get(key)
+        if shard is None:
+            shard = self._shards[key] = {}
+        if order_id not in shard:
+            self._n += 1
+        shard[order_id] = o
+
+    def pop(self, order_id: int) -> Order | None:
+        """Remove and return the order (None if absent)."""
+        key = order_id >> 14
+        shard = self._shards.get(key)
+        if shard is None:
+            return None
+        o = shard.pop(order_id, None)
+        if o is not None:
+            self._n -= 1
+            if not shard:
+                del self._shards[key]
+        return o
+
+    def __contains__(self, order_id: int) -> bool:
+        return self.get(order_id) is not None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[int]:
+        """Order ids in ascending order."""
+        for key in sorted(self._shards):
+            yield from sorted(self._shards[key])
