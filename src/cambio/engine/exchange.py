@@ -18,7 +18,7 @@ import msgspec
 
 from cambio.engine.accounts import Account
 from cambio.engine.fees import Promotion, promo_rate, tier_rate
-from cambio.engine.market import USD_NONE, USD_QUOTE, USD_VIA, Market
+from cambio.engine.market import USD_CROSS, USD_NONE, USD_QUOTE, USD_VIA, Market
 from cambio.engine.order import (
     OPEN,
     PENDING,
@@ -240,6 +240,30 @@ class Exchange:
                         assets[usd].decimals - assets[spec.quote].units - ref.spec.pair_decimals
                     )
                     break
+            else:
+                # a cross: quote Q valued through an asset B traded against both USD and Q
+                # (EUR through XBT/USD and XBT/EUR): cost * px(B/USD) / px(B/Q)
+                for via in self.markets:
+                    if via.spec.quote != usd:
+                        continue
+                    den = next(
+                        (
+                            d
+                            for d in self.markets
+                            if d.spec.base == via.spec.base and d.spec.quote == spec.quote
+                        ),
+                        None,
+                    )
+                    if den is not None:
+                        m.usd_kind = USD_CROSS
+                        m.usd_via, m.usd_den = via.index, den.index
+                        m.usd_scale = (
+                            assets[usd].decimals
+                            - assets[spec.quote].units
+                            + den.spec.pair_decimals
+                            - via.spec.pair_decimals
+                        )
+                        break
 
     # ------------------------------------------------------------------ public surface
     def apply(self, cmd: Command) -> list[Event]:
@@ -371,11 +395,19 @@ class Exchange:
         return idx
 
     def _usd_value(self, m: Market, cost: int) -> int:
-        if m.usd_kind == USD_NONE:
+        """A trade's cost as fee volume (10**-decimals of the USD asset); 0 when the
+        reference prices needed have not traded yet."""
+        kind = m.usd_kind
+        if kind == USD_NONE:
             return 0
-        v = cost if m.usd_kind == USD_QUOTE else cost * self.markets[m.usd_via].last_price
+        v = cost if kind == USD_QUOTE else cost * self.markets[m.usd_via].last_price
+        den = 1
+        if kind == USD_CROSS:
+            den = self.markets[m.usd_den].last_price
+            if not den:
+                return 0
         s = m.usd_scale
-        return v * int(10**s) if s >= 0 else v // int(10 ** (-s))
+        return v * int(10**s) // den if s >= 0 else v // (den * int(10 ** (-s)))
 
     def _fee_rates(self, m: Market, a: Account) -> tuple[int, int]:
         if m.custom_fees:
@@ -462,19 +494,39 @@ class Exchange:
             elif kind == TIMER_DMS:
                 a = self.accounts.get(key)
                 if a is not None and a.dms_ts == ts:
-                    a.dms_ts = 0
-                    for o in sorted(a.orders.values(), key=lambda x: x.order_id):
-                        if self.mode_of(self.markets[o.pair]) != MAINTENANCE:
-                            self._cancel(o, "canceled", E.REASON_DMS)
-                    self._out.append(DeadManSwitch(account=key, trigger_ts=0))
+                    self._fire_dms(a)
             else:
                 self._refresh_promos()
+
+    def _fire_dms(self, a: Account) -> None:
+        """The dead man's switch is due: cancel the account's orders. Orders in markets under
+        maintenance cannot be cancelled now; the switch then stays armed (overdue) and
+        finishes the job when their market leaves maintenance. Emits nothing if nothing
+        changes, so re-checking an overdue switch is harmless."""
+        waiting = False
+        for o in sorted(a.orders.values(), key=lambda x: x.order_id):
+            if self.mode_of(self.markets[o.pair]) == MAINTENANCE:
+                waiting = True
+            else:
+                self._cancel(o, "canceled", E.REASON_DMS)
+        if not waiting:
+            a.dms_ts = 0
+            self._out.append(DeadManSwitch(account=a.account_id, trigger_ts=0))
+
+    def _fire_overdue_dms(self) -> None:
+        """After a market leaves maintenance: finish overdue dead man's switches."""
+        for aid in sorted(self.accounts):
+            a = self.accounts[aid]
+            if 0 < a.dms_ts <= self.ts:
+                self._fire_dms(a)
 
     def _tick(self, cmd: Tick) -> None:
         """Time has passed; timers already fired in apply()."""
 
     # ------------------------------------------------------------------ orders: entry
-    def _price(self, m: Market, value: int, dp: int, kind: int, pct: bool, direction: int) -> int:
+    def _price(
+        self, m: Market, value: int, dp: int, kind: int, pct: bool, direction: int, name: str
+    ) -> int:
         """An absolute price from a command's price field (see AddOrder)."""
         spec = m.spec
         if pct:
@@ -484,7 +536,7 @@ class Exchange:
             try:
                 value = rescale(value, dp, spec.pair_decimals)
             except DecimalFormatError:
-                raise Rejected(E.invalid_price_decimals(spec.altname, spec.pair_decimals)) from None
+                raise Rejected(E.invalid_price_decimals(name, spec.pair_decimals)) from None
         if value > MAX_AMOUNT:
             raise Rejected(E.INVALID_PRICE_ARG)
         if kind == PRICE_ABS:
@@ -504,7 +556,7 @@ class Exchange:
             raise Rejected(E.INVALID_PRICE_ARG)
         return price
 
-    def _offset(self, m: Market, value: int, dp: int, pct: bool) -> int:
+    def _offset(self, m: Market, value: int, dp: int, pct: bool, name: str) -> int:
         if pct:
             if value <= 0 or value >= PPM:
                 raise Rejected(E.INVALID_PRICE_ARG)
@@ -513,9 +565,7 @@ class Exchange:
             try:
                 value = rescale(value, dp, m.spec.pair_decimals)
             except DecimalFormatError:
-                raise Rejected(
-                    E.invalid_price_decimals(m.spec.altname, m.spec.pair_decimals)
-                ) from None
+                raise Rejected(E.invalid_price_decimals(name, m.spec.pair_decimals)) from None
         if value <= 0:
             raise Rejected(E.INVALID_PRICE_ARG)
         return value
@@ -598,7 +648,9 @@ class Exchange:
         if ot in (LIMIT, ICEBERG):
             price = cmd.price
             if cmd.price_dp >= 0 or cmd.price_kind or cmd.price_pct or price > MAX_AMOUNT:
-                price = self._price(m, price, cmd.price_dp, cmd.price_kind, cmd.price_pct, passive)
+                price = self._price(
+                    m, price, cmd.price_dp, cmd.price_kind, cmd.price_pct, passive, cmd.pair
+                )
             elif price <= 0:
                 raise Rejected(E.INVALID_PRICE_ARG)
             elif price % spec.tick:
@@ -708,7 +760,7 @@ class Exchange:
         if ot in TRAILING_TYPES:
             if cmd.price_kind != PRICE_PLUS:
                 raise Rejected(E.INVALID_PRICE_ARG)
-            o.trail = self._offset(m, cmd.price, cmd.price_dp, cmd.price_pct)
+            o.trail = self._offset(m, cmd.price, cmd.price_dp, cmd.price_pct, cmd.pair)
             o.trail_pct = cmd.price_pct
             if m.last_price <= 0:
                 raise Rejected(E.INVALID_PRICE_ARG)
@@ -719,15 +771,17 @@ class Exchange:
             if ot == TRAILING_STOP_LIMIT:
                 if cmd.price2_kind not in (PRICE_PLUS, PRICE_MINUS):
                     raise Rejected(E.INVALID_ARGUMENTS + ":price2")
-                off = self._offset(m, cmd.price2, cmd.price2_dp, cmd.price2_pct)
+                off = self._offset(m, cmd.price2, cmd.price2_dp, cmd.price2_pct, cmd.pair)
                 o.limit_offset = -off if cmd.price2_kind == PRICE_MINUS else off
                 o.limit_offset_pct = cmd.price2_pct
             return
         stop_dir = 1 if o.trigger_dir == TRIGGER_UP else -1
-        o.trigger = self._price(m, cmd.price, cmd.price_dp, cmd.price_kind, cmd.price_pct, stop_dir)
+        o.trigger = self._price(
+            m, cmd.price, cmd.price_dp, cmd.price_kind, cmd.price_pct, stop_dir, cmd.pair
+        )
         if ot in LIMIT_TRIGGER_TYPES:
             o.limit = self._price(
-                m, cmd.price2, cmd.price2_dp, cmd.price2_kind, cmd.price2_pct, passive
+                m, cmd.price2, cmd.price2_dp, cmd.price2_kind, cmd.price2_pct, passive, cmd.pair
             )
 
     def _trigger_hold_price(self, m: Market, o: Order) -> int:
@@ -775,6 +829,8 @@ class Exchange:
             if o.tif == IOC or o.tif == FOK:
                 self._close(o, "canceled", E.REASON_IOC)
             else:
+                if o.display:  # what a partial fill on entry left visible
+                    o.shown = min(o.shown, o.qty)
                 book.rest(o)
                 a.orders[o.order_id] = o
         elif o.budget and o.orig_qty == INF_QTY:
@@ -1120,9 +1176,12 @@ class Exchange:
         self._cancel(o, "canceled", E.REASON_USER)
 
     def _cancel_all(self, cmd: CancelAll) -> None:
+        if self.global_mode == MAINTENANCE:
+            raise Rejected(E.UNAVAILABLE)
         a = self.accounts.get(cmd.account)
         if a is None:
             return
+        # markets in maintenance keep their orders; the others are cleared
         for o in sorted(a.orders.values(), key=lambda x: x.order_id):
             if self.mode_of(self.markets[o.pair]) != MAINTENANCE:
                 self._cancel(o, "canceled", E.REASON_USER)
@@ -1379,12 +1438,14 @@ class Exchange:
             raise Rejected(E.INVALID_ARGUMENTS + ":mode")
         m.mode = cmd.mode
         self._out.append(MarketModeChanged(pair=m.index, mode=cmd.mode, reason=cmd.reason))
+        self._fire_overdue_dms()
 
     def _set_global_mode(self, cmd: SetGlobalMode) -> None:
         if cmd.mode not in MODE_RANK:
             raise Rejected(E.INVALID_ARGUMENTS + ":mode")
         self.global_mode = cmd.mode
         self._out.append(GlobalModeChanged(mode=cmd.mode, reason=cmd.reason))
+        self._fire_overdue_dms()
 
     def _set_funding(self, cmd: SetFunding) -> None:
         asset = self._resolve_asset(cmd.asset, E.UNKNOWN_ASSET)

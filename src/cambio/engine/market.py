@@ -12,6 +12,7 @@ from cambio.model.config import PairSpec
 USD_NONE = 0  # no USD reference: the trade adds no fee volume
 USD_QUOTE = 1  # quoted in USD: the cost is the volume
 USD_VIA = 2  # quoted in an asset with a USD market: valued at that market's last price
+USD_CROSS = 3  # quoted in Q: valued through an asset B with B/USD and B/Q markets
 
 
 class Market:
@@ -31,6 +32,7 @@ class Market:
         "trade_prices",
         "trailing",
         "up",
+        "usd_den",
         "usd_kind",
         "usd_scale",
         "usd_via",
@@ -52,4 +54,5 @@ class Market:
         self.custom_fees = False
         self.usd_kind = USD_NONE
         self.usd_via = -1  # index of the market pricing the quote asset in USD
+        self.usd_den = -1  # for a cross: the market pricing B in the quote asset
         self.usd_scale = 1  # see Exchange._usd_value

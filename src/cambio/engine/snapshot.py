@@ -295,7 +295,7 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
         for i in range(len(a.avail)):
             ex.supply[i] += a.avail[i] + a.held[i]
         a.dms_ts = ad.dead_man_switch_ts
-        if a.dms_ts:
+        if a.dms_ts > ex.ts:  # an overdue switch waits for a market to leave maintenance
             heappush(ex.timers, (a.dms_ts, TIMER_DMS, a.account_id, ""))
     for od in doc.orders:
         o = Order(
