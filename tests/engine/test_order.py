@@ -60,3 +60,17 @@ def test_hold_is_superadditive(
         side, fee_in_base, price, q2, 10, 1000, fee_ppm
     )
     assert whole >= parts
+
+
+def test_depth_shows_only_the_visible_slice_of_an_iceberg() -> None:
+    from cambio.engine.book import Book
+
+    book = Book()
+    iceberg = _order(1)
+    iceberg.qty = iceberg.orig_qty = 150
+    iceberg.display = iceberg.shown = 10
+    plain = _order(2)
+    plain.qty = plain.orig_qty = 7
+    book.rest(iceberg)
+    book.rest(plain)
+    assert book.depth() == {"bids": [[100, 17]], "asks": []}

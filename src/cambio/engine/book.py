@@ -138,8 +138,13 @@ class Book:
         return total, False
 
     def depth(self) -> dict[str, Any]:
-        """Aggregated levels, for tests and tools: {"bids": [[p, q]], "asks": [[p, q]]}."""
+        """Public depth: {"bids": [[p, q]], "asks": [[p, q]]}, best first. Only what is
+        visible counts: an iceberg shows its current slice, never its hidden size."""
         return {
-            "bids": [[p, sum(o.qty for o in os)] for p, os in self.levels(BUY)],
-            "asks": [[p, sum(o.qty for o in os)] for p, os in self.levels(1 - BUY)],
+            "bids": [[p, sum(_visible(o) for o in os)] for p, os in self.levels(BUY)],
+            "asks": [[p, sum(_visible(o) for o in os)] for p, os in self.levels(1 - BUY)],
         }
+
+
+def _visible(o: Order) -> int:
+    return o.shown if o.display else o.qty
