@@ -26,7 +26,7 @@ from cambio.engine.exchange import (
     Withdrawal,
 )
 from cambio.engine.fees import Promotion
-from cambio.engine.order import PENDING, Order
+from cambio.engine.order import OPEN, PENDING, Order
 from cambio.model.commands import BUY, GTD, SELL
 from cambio.model.config import MarketConfig
 from cambio.model.events import AnyEvent, Event
@@ -257,7 +257,7 @@ def restore(config: MarketConfig, data: bytes) -> Exchange:
     """Rebuild an engine from `snapshot()` output under the same market configuration."""
     try:
         snap = msgspec.msgpack.decode(data, type=Snapshot)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. bad UTF-8
         raise SnapshotError(f"unreadable snapshot: {exc}") from exc
     doc = snap.state
     if doc.version != SNAPSHOT_VERSION:
@@ -265,8 +265,8 @@ def restore(config: MarketConfig, data: bytes) -> Exchange:
     ex = Exchange(config)
     try:
         _load(ex, doc)
-    except (KeyError, IndexError) as exc:
-        raise SnapshotError(f"snapshot does not match the market configuration: {exc}") from exc
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
+        raise SnapshotError(f"snapshot is inconsistent or for other markets: {exc!r}") from exc
     ex.chain_block = snap.chain_block
     ex.chain_pending = [(seq, list[Event](events)) for seq, events in snap.chain_pending]
     return ex
@@ -317,13 +317,20 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
             heappush(ex.timers, (o.expire_ts, TIMER_EXPIRY, o.order_id, ""))
         if o.status == PENDING:
             ex._arm_trigger(ex.markets[o.pair], o)
+    rested: set[int] = set()
     for md in doc.markets:
         m = ex.markets[pidx[md.pair]]
         m.mode, m.last_price = md.mode, md.last_price
-        for levels in (md.bids, md.asks):
+        for side, levels in ((BUY, md.bids), (SELL, md.asks)):
             for level in levels:
                 for oid in level[1:]:
-                    m.book.rest(ex.orders[oid])
+                    o = ex.orders[oid]
+                    if o.side != side or o.price != level[0] or o.pair != m.index or oid in rested:
+                        raise ValueError(f"order {oid} misplaced in the book")
+                    rested.add(oid)
+                    m.book.rest(o)
+    if rested != {o.order_id for o in (ex.orders[k] for k in ex.orders) if o.status == OPEN}:
+        raise ValueError("open orders and book levels disagree")
     for wd in doc.withdrawals:
         ex.withdrawals[wd.ref] = Withdrawal(
             account=wd.account, asset=aidx[wd.asset], amount=wd.amount, fee=wd.fee, ref=wd.ref
