@@ -121,21 +121,30 @@ class Book:
         prices = sorted(side_levels, reverse=side == BUY)
         return [(p, [o for o in side_levels[p] if o.qty]) for p in prices]
 
-    def liquidity(self, side: int, limit: int, account: int, stop_at_own: bool) -> tuple[int, bool]:
-        """Quantity resting on `side` at prices up to `limit` (for a taker on the other side),
-        in priority order; stops early (returning True) at an order of `account` when
-        `stop_at_own`, else skips that account's orders. Used by fill-or-kill."""
-        total = 0
+    def fillable(self, side: int, limit: int, account: int, stop_at_own: bool, need: int) -> bool:
+        """Whether a taker of `account` could fill `need` lots against `side` up to `limit`
+        (fill-or-kill). Walks each level exactly as matching would: an iceberg offers its
+        visible slice, then its next slice joins the back of the level; an order of the
+        taker's own account ends the fill (`stop_at_own`) or is skipped (cancel-oldest)."""
+        got = 0
         for price, orders in self.levels(side):
             if (side == BUY and price < limit) or (side != BUY and price > limit):
                 break
-            for o in orders:
-                if o.account == account:
+            queue = deque(
+                (o.account, o.shown if o.display else o.qty, o.qty, o.display) for o in orders
+            )
+            while queue:
+                acct, shown, rem, display = queue.popleft()
+                if acct == account:
                     if stop_at_own:
-                        return total, True
+                        return False
                     continue
-                total += o.qty
-        return total, False
+                got += shown
+                if got >= need:
+                    return True
+                if rem > shown:
+                    queue.append((acct, min(display, rem - shown), rem - shown, display))
+        return False
 
     def depth(self) -> dict[str, Any]:
         """Public depth: {"bids": [[p, q]], "asks": [[p, q]]}, best first. Only what is

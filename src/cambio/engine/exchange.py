@@ -845,8 +845,7 @@ class Exchange:
     def _fok_fillable(self, m: Market, o: Order) -> bool:
         opposite = SELL if o.side == BUY else BUY
         stop_at_own = o.stp != STP_CANCEL_OLDEST
-        total, _ = m.book.liquidity(opposite, o.price, o.account, stop_at_own)
-        return total >= o.qty
+        return m.book.fillable(opposite, o.price, o.account, stop_at_own, o.qty)
 
     def _match(self, m: Market, t: Order, ta: Account) -> str:
         """Match taker `t` against the opposite side up to its limit price.
