@@ -742,6 +742,18 @@ def test_fok_without_enough_liquidity_is_killed(d: Driver) -> None:
     assert d.held(BUYER, USD) == 0
 
 
+@pytest.mark.parametrize("ordertype", [MARKET, ICEBERG])
+def test_fok_is_for_limit_orders_only(d: Driver, ordertype: str) -> None:
+    """The reference allows FOK on limit-price orders; a market FOK with a budget could not
+    promise all-or-nothing. Refused, nothing held."""
+    d.sell(SELLER, "1", "30000")
+    extra = {"display_qty": d.lots("0.1")} if ordertype == ICEBERG else {}
+    price = "30000" if ordertype == ICEBERG else None
+    ev = d.buy(BUYER, "1", price, ordertype=ordertype, tif=FOK, **extra)
+    assert rejection(ev) == E.INVALID_ARGUMENTS + ":timeinforce"
+    assert not trades(ev) and d.held(BUYER, USD) == 0
+
+
 def test_fok_with_enough_liquidity_fills_completely(d: Driver) -> None:
     d.sell(SELLER, "0.5", "30000")
     d.sell(SELLER, "0.5", "30010")

@@ -744,7 +744,7 @@ class Exchange:
             raise Rejected(E.INVALID_ARGUMENTS + ":oflags")
         if cmd.quote_qty and (ot != MARKET or cmd.side != BUY):
             raise Rejected(E.INVALID_ARGUMENTS + ":viqc")
-        if tif == FOK and ot not in (LIMIT, MARKET):
+        if tif == FOK and ot != LIMIT:  # FOK is for limit-price orders (reference §4.2)
             raise Rejected(E.INVALID_ARGUMENTS + ":timeinforce")
         if tif == GTD:
             if cmd.expire_ts <= self.ts:
