@@ -773,7 +773,7 @@ def run_checked(stream: list[Step], seq0: int = 0) -> Runner:
 
 # ---------------------------------------------------------------------- the tests
 @given(stream=streams())
-@example(
+@example(  # regression: an iceberg resting after a partial fill as taker over-filled later
     stream=[
         (0, Deposit(account=1, asset="XBT", amount=10**12)),
         (0, Deposit(account=2, asset="USD", amount=10**16)),
@@ -793,7 +793,8 @@ def run_checked(stream: list[Step], seq0: int = 0) -> Runner:
         (0, AddOrder(account=1, pair="XBTUSD", side=SELL, qty=100_000, price=300_000)),
     ]
 )
-@example(  # a fill-or-kill market buy (no price protection) that cannot pay for it all
+@example(  # regression: a FOK market buy (no price protection) that could not pay for it all
+    # partly filled; FOK is now refused on market orders
     stream=[
         (0, Deposit(account=1, asset="USD", amount=100 * unit("ZUSD"))),
         (0, Deposit(account=2, asset="XBT", amount=unit("XXBT"))),

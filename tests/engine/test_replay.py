@@ -161,6 +161,14 @@ def test_restore_of_corrupted_bytes_fails_only_with_snapshot_error(pos: int, byt
         Exchange.restore(CONFIG, bytes(data))
 
 
+def test_restore_rejects_invalid_utf8() -> None:
+    """Regression: a string field with invalid UTF-8 escaped as UnicodeDecodeError."""
+    data = bytearray(SNAPSHOT)
+    data[SNAPSHOT.index(b"online")] = 0x80
+    with pytest.raises(SnapshotError):
+        Exchange.restore(CONFIG, bytes(data))
+
+
 def test_restore_rejects_other_version_and_other_config() -> None:
     doc = msgspec.msgpack.decode(SNAPSHOT)
     doc["state"]["version"] = 99
