@@ -33,9 +33,6 @@ class Promotion(msgspec.Struct, kw_only=True):
     reason: str
     state: str = "scheduled"  # scheduled, active, ended
 
-    def covers_account(self, account: int) -> bool:
-        return not self.accounts or account in self.accounts
-
 
 def promo_rate(promos: list[Promotion], account: int, rate: int, maker: bool) -> int:
     """The rate after the active promotions covering `account` (the lowest applies)."""
