@@ -534,6 +534,29 @@ def test_trailing_stop_limit_limit_is_offset_from_trigger(d: Driver) -> None:
     assert d.book()["asks"] == [[d.px("29400"), d.lots("0.5")]]
 
 
+def test_amending_a_pending_trailing_stop_limit_holds_as_placement_does(d: Driver) -> None:
+    """A pending buy trailing-stop-limit holds at trigger + limit offset; amending its
+    quantity must hold at that same price (not at trigger + protection band)."""
+    print_trade(d, "30000")
+
+    def place(qty: str) -> int:
+        return accepted_id(
+            d.buy(
+                BUYER, qty, ordertype=TRAILING_STOP_LIMIT, price=d.px("500"),
+                price_kind=PRICE_PLUS, price2=d.px("3000"), price2_kind=PRICE_PLUS,
+            )
+        )  # fmt: skip
+
+    held0 = d.held(BUYER, USD)
+    small = place("0.5")
+    one_half = d.held(BUYER, USD) - held0
+    big = place("1")
+    ev = d.apply(AmendOrder(account=BUYER, order_id=big, order_qty=d.lots("0.5")))
+    assert one(ev, OrderAmended).order_id == big
+    assert d.held(BUYER, USD) - held0 == 2 * one_half
+    assert small != big
+
+
 def test_trailing_stop_limit_percent_limit_offset(d: Driver) -> None:
     print_trade(d, "30000")
     ts = accepted_id(

@@ -694,7 +694,7 @@ class Exchange:
                 o.price = self._band_limit(m, side) if not cmd.no_mpp else 1
                 hold = self._hold_for(m, o, o.price, qty)
         elif trigger:
-            hold = self._hold_for(m, o, self._trigger_hold_price(m, o), qty)
+            hold = self._hold_for(m, o, self._trigger_hold_price(m, o, trigger, limit), qty)
         else:
             hold = hold_needed(
                 side, o.fee_in_base, price, qty, spec.base_per_lot, spec.quote_per_pq,
@@ -784,14 +784,15 @@ class Exchange:
                 m, cmd.price2, cmd.price2_dp, cmd.price2_kind, cmd.price2_pct, passive, cmd.pair
             )
 
-    def _trigger_hold_price(self, m: Market, o: Order) -> int:
-        """The price a buy trigger order holds funds for until it fires (then re-held)."""
-        if o.limit:
-            return o.limit
+    def _trigger_hold_price(self, m: Market, o: Order, trigger: int, limit: int) -> int:
+        """The price a buy trigger order holds funds for until it fires (then re-held), for
+        a trigger and limit that may be about to replace the order's own (amend)."""
+        if limit:
+            return limit
         if o.ordertype == TRAILING_STOP_LIMIT:
-            off = o.trigger * o.limit_offset // PPM if o.limit_offset_pct else o.limit_offset
-            return max(o.trigger, o.trigger + off)
-        return o.trigger + o.trigger * m.spec.mpp_band_ppm // PPM
+            off = trigger * o.limit_offset // PPM if o.limit_offset_pct else o.limit_offset
+            return max(trigger, trigger + off)
+        return trigger + trigger * m.spec.mpp_band_ppm // PPM
 
     @staticmethod
     def _trail_trigger(extreme: int, trail: int, pct: bool, direction: int, tick: int) -> int:
@@ -1249,9 +1250,7 @@ class Exchange:
         a = self.accounts[o.account]
         asset = self._hold_asset(m, o)
         if new_rem > 0:
-            hold_price = price
-            if pending:
-                hold_price = limit or trigger + trigger * spec.mpp_band_ppm // PPM
+            hold_price = self._trigger_hold_price(m, o, trigger, limit) if pending else price
             need = self._hold_for(m, o, hold_price, new_rem)
             if need - o.hold > a.avail[asset]:
                 raise Rejected(E.INSUFFICIENT_FUNDS)
