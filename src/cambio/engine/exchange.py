@@ -218,6 +218,7 @@ class Exchange:
 
     def _link_usd_valuation(self) -> None:
         usd = self.config.usd_asset
+        assets = self.config.assets
         for m in self.markets:
             spec = m.spec
             m.custom_fees = (spec.maker_tiers, spec.taker_tiers) != (
@@ -227,7 +228,6 @@ class Exchange:
             if usd < 0:
                 continue
             # fee volume = value * 10**usd_scale, in 10**-decimals of the USD asset
-            assets = self.config.assets
             if spec.quote == usd:
                 m.usd_kind = USD_QUOTE  # value: the cost
                 m.usd_scale = assets[usd].decimals - assets[usd].units
@@ -503,13 +503,7 @@ class Exchange:
         maintenance cannot be cancelled now; the switch then stays armed (overdue) and
         finishes the job when their market leaves maintenance. Emits nothing if nothing
         changes, so re-checking an overdue switch is harmless."""
-        waiting = False
-        for o in sorted(a.orders.values(), key=lambda x: x.order_id):
-            if self.mode_of(self.markets[o.pair]) == MAINTENANCE:
-                waiting = True
-            else:
-                self._cancel(o, "canceled", E.REASON_DMS)
-        if not waiting:
+        if not self._cancel_account_orders(a, E.REASON_DMS):
             a.dms_ts = 0
             self._out.append(DeadManSwitch(account=a.account_id, trigger_ts=0))
 
@@ -533,10 +527,7 @@ class Exchange:
             if value < 0 or kind == PRICE_ABS:
                 raise Rejected(E.INVALID_PRICE_ARG)
         elif dp >= 0:
-            try:
-                value = rescale(value, dp, spec.pair_decimals)
-            except DecimalFormatError:
-                raise Rejected(E.invalid_price_decimals(name, spec.pair_decimals)) from None
+            value = self._price_units(m, value, dp, name)
         if value > MAX_AMOUNT:
             raise Rejected(E.INVALID_PRICE_ARG)
         if kind == PRICE_ABS:
@@ -556,16 +547,21 @@ class Exchange:
             raise Rejected(E.INVALID_PRICE_ARG)
         return price
 
+    @staticmethod
+    def _price_units(m: Market, value: int, dp: int, name: str) -> int:
+        """A price given with `dp` decimals, in price units; refuses excess precision."""
+        try:
+            return rescale(value, dp, m.spec.pair_decimals)
+        except DecimalFormatError:
+            raise Rejected(E.invalid_price_decimals(name, m.spec.pair_decimals)) from None
+
     def _offset(self, m: Market, value: int, dp: int, pct: bool, name: str) -> int:
         if pct:
             if value <= 0 or value >= PPM:
                 raise Rejected(E.INVALID_PRICE_ARG)
             return value
         if dp >= 0:
-            try:
-                value = rescale(value, dp, m.spec.pair_decimals)
-            except DecimalFormatError:
-                raise Rejected(E.invalid_price_decimals(name, m.spec.pair_decimals)) from None
+            value = self._price_units(m, value, dp, name)
         if value <= 0:
             raise Rejected(E.INVALID_PRICE_ARG)
         return value
@@ -696,10 +692,7 @@ class Exchange:
         elif trigger:
             hold = self._hold_for(m, o, self._trigger_hold_price(m, o, trigger, limit), qty)
         else:
-            hold = hold_needed(
-                side, o.fee_in_base, price, qty, spec.base_per_lot, spec.quote_per_pq,
-                m.max_fee_ppm,
-            )  # fmt: skip
+            hold = self._hold_for(m, o, price, qty)
         if hold > a.avail[hold_asset] or (o.budget and hold <= 0):
             raise Rejected(E.INSUFFICIENT_FUNDS)
         if cmd.validate:
@@ -1181,10 +1174,18 @@ class Exchange:
         a = self.accounts.get(cmd.account)
         if a is None:
             return
-        # markets in maintenance keep their orders; the others are cleared
+        self._cancel_account_orders(a, E.REASON_USER)
+
+    def _cancel_account_orders(self, a: Account, reason: str) -> bool:
+        """Cancel the account's orders, oldest first, except in markets under maintenance
+        (which keep theirs); True if any order had to stay for that reason."""
+        kept = False
         for o in sorted(a.orders.values(), key=lambda x: x.order_id):
-            if self.mode_of(self.markets[o.pair]) != MAINTENANCE:
-                self._cancel(o, "canceled", E.REASON_USER)
+            if self.mode_of(self.markets[o.pair]) == MAINTENANCE:
+                kept = True
+            else:
+                self._cancel(o, "canceled", reason)
+        return kept
 
     def _cancel_all_after(self, cmd: CancelAllAfter) -> None:
         if cmd.account <= FEE_ACCOUNT or not 0 <= cmd.timeout_s < MAX_DMS_TIMEOUT_S:
