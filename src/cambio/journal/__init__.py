@@ -1,0 +1,1 @@
+"""Durable storage of the command stream: the journal (segments) and engine snapshots."""
