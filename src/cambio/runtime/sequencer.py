@@ -1,0 +1,195 @@
+"""The sequencer: orders commands, makes them durable, has the engine apply them, answers.
+
+Two stages connected by a queue, both on the event loop:
+
+* the writer takes every command waiting (up to `max_batch`), stamps seq and time, and
+  writes them to the journal with one fdatasync in a worker thread. While that thread
+  waits on the disk, new commands pile up and form the next batch: group commit that
+  grows with load and stays at one command when load is light;
+* the applier hands each durable batch to the engine host, resolves the callers'
+  futures with (seq, events), and passes the batch on to the `after_batch` hooks
+  (read models, snapshots, market data). It runs while the writer's next fsync is in
+  flight, so disk and engine overlap.
+
+A batch's events are journaled with a later write (see cambio.journal.segments). Nothing
+is acknowledged before its command is on disk and the engine has answered it. A failed
+write or a failing engine stops the sequencer for good: every waiting caller gets the
+error, and the process must restart and recover from the journal (an fsync that failed
+cannot be retried safely).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from cambio.journal.segments import Journal
+from cambio.model.commands import Command
+from cambio.model.events import Event
+from cambio.runtime.host import EngineHost
+
+AfterBatch = Callable[[list[Command], list[list[Event]]], None]
+Result = tuple[int, list[Event]]
+
+
+class SequencerStopped(Exception):
+    """The sequencer is not accepting commands (stopping, or stopped by a failure)."""
+
+
+class Sequencer:
+    def __init__(
+        self,
+        journal: Journal,
+        host: EngineHost,
+        *,
+        max_batch: int = 4096,
+        clock: Callable[[], int] = time.time_ns,
+        unrecorded: list[list[Event]] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.host = host
+        self.max_batch = max_batch
+        self.clock = clock
+        self.after_batch: list[AfterBatch] = []
+        self.applied_seq = journal.last_seq
+        self._next_seq = journal.last_seq + 1
+        self._last_ts = journal.last_ts
+        # events applied but not yet journaled: they ride along with the next write
+        self._unrecorded: list[list[Event]] = list(unrecorded or [])
+        self._unrecorded_from = journal.outputs_through + 1
+        self._intake: list[tuple[Command, asyncio.Future[Result] | None]] = []
+        self._wake = asyncio.Event()
+        self._durable: asyncio.Queue[list[tuple[Command, asyncio.Future[Result] | None]] | None] = (
+            asyncio.Queue()
+        )
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self._stopping = False
+        self.failure: BaseException | None = None
+        self.batches = 0  # group commits written, for metrics and benchmarks
+
+    # ------------------------------------------------------------------ intake
+    def submit(self, cmd: Command) -> asyncio.Future[Result]:
+        """Queue `cmd`; the future resolves with (seq, events) once it is durable and
+        applied. The command's seq and ts are overwritten by the sequencer."""
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._enqueue(cmd, fut)
+        return fut
+
+    def submit_nowait(self, cmd: Command) -> None:
+        """Queue `cmd` without anyone waiting for its answer (ticks, bulk loads)."""
+        self._enqueue(cmd, None)
+
+    def _enqueue(self, cmd: Command, fut: asyncio.Future[Result] | None) -> None:
+        if self._stopping or self.failure is not None:
+            raise SequencerStopped(str(self.failure or "the exchange is shutting down"))
+        self._intake.append((cmd, fut))
+        self._wake.set()
+
+    async def execute(self, cmd: Command) -> Result:
+        return await self.submit(cmd)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._intake)
+
+    # ------------------------------------------------------------------ stages
+    async def run(self) -> None:
+        """Run both stages until `stop()`; re-raises the failure that stopped them."""
+        loop = asyncio.get_running_loop()
+        applier = loop.create_task(self._apply_loop())
+        try:
+            await self._write_loop()
+        finally:
+            await self._durable.put(None)
+            await applier
+        if self.failure is not None:
+            raise self.failure
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._intake:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._intake[: self.max_batch]
+            del self._intake[: self.max_batch]
+            now = self.clock()
+            ts = now if now > self._last_ts else self._last_ts
+            seq = self._next_seq
+            cmds = []
+            for cmd, _ in batch:
+                cmd.seq = seq
+                cmd.ts = ts
+                seq += 1
+                cmds.append(cmd)
+            outs, out_seq = self._unrecorded, self._unrecorded_from
+            self._unrecorded = []
+            self._unrecorded_from += len(outs)
+            try:
+                await loop.run_in_executor(self._io, self.journal.append, cmds, out_seq, outs)
+            except BaseException as exc:
+                self._fail(exc, batch)
+                return
+            self._next_seq = seq
+            self._last_ts = ts
+            self.batches += 1
+            await self._durable.put(batch)
+            if self.failure is not None:
+                return
+
+    async def _apply_loop(self) -> None:
+        while True:
+            batch = await self._durable.get()
+            if batch is None:
+                return
+            if self.failure is not None:
+                self._fail(self.failure, batch)
+                continue
+            cmds = [cmd for cmd, _ in batch]
+            try:
+                results = self.host.apply(cmds)
+            except BaseException as exc:
+                self._fail(exc, batch)
+                continue
+            self._unrecorded.extend(results)
+            self.applied_seq = cmds[-1].seq
+            for (cmd, fut), events in zip(batch, results, strict=True):
+                if fut is not None and not fut.done():
+                    fut.set_result((cmd.seq, events))
+            for hook in self.after_batch:
+                hook(cmds, results)
+
+    def _fail(
+        self, exc: BaseException, batch: list[tuple[Command, asyncio.Future[Result] | None]]
+    ) -> None:
+        if self.failure is None:
+            self.failure = exc
+        self._stopping = True
+        pending, self._intake = batch + self._intake, []
+        for _, fut in pending:
+            if fut is not None and not fut.done():
+                fut.set_exception(SequencerStopped(f"exchange halted: {self.failure!r}"))
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop taking commands; what was queued is still written, applied and answered.
+        Then the last events are journaled, so the journal ends complete."""
+        self._stopping = True
+        self._wake.set()
+
+    async def flush_outputs(self) -> None:
+        """Journal the events not yet recorded (after `run` has returned)."""
+        if self._unrecorded and self.failure is None:
+            outs, self._unrecorded = self._unrecorded, []
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self.journal.append, [], self._unrecorded_from, outs
+            )
+            self._unrecorded_from += len(outs)
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)

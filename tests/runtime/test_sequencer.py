@@ -1,0 +1,132 @@
+"""The sequencer: durable before applied, group commit, ordering, time, failure."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from cambio.journal.segments import Journal
+from cambio.model.commands import Command, Deposit, Tick
+from cambio.model.config import load_config
+from cambio.model.events import Deposited, Event
+from cambio.runtime.host import InProcessHost
+from cambio.runtime.sequencer import Sequencer, SequencerStopped
+
+
+def deposit(i: int) -> Deposit:
+    return Deposit(account=1 + i % 3, asset="ZUSD", amount=1000 + i, ref=f"d{i}")
+
+
+async def run_with(seq: Sequencer, body: object) -> None:
+    task = asyncio.create_task(seq.run())
+    await body  # type: ignore[misc]
+    seq.stop()
+    await task
+    await seq.flush_outputs()
+    seq.close()
+
+
+def test_concurrent_commands_are_group_committed_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    seq = Sequencer(journal, InProcessHost(load_config()), max_batch=64)
+    results: list[tuple[int, list[Event]]] = []
+
+    async def body() -> None:
+        results.extend(await asyncio.gather(*(seq.submit(deposit(i)) for i in range(500))))
+
+    asyncio.run(run_with(seq, body()))
+    assert [s for s, _ in results] == list(range(1, 501))
+    for i, (_, events) in enumerate(results):
+        (ev,) = events
+        assert isinstance(ev, Deposited) and ev.amount == 1000 + i
+    assert 500 // 64 <= seq.batches < 500  # batched, never above max_batch
+    stored = list(journal.commands())
+    assert [c.seq for c in stored] == list(range(1, 501))
+    assert all(a.ts <= b.ts for a, b in itertools.pairwise(stored))
+    assert [ev for _, ev in journal.outputs()] == [ev for _, ev in results]
+
+
+def test_one_at_a_time_is_one_command_per_write(tmp_path: Path) -> None:
+    seq = Sequencer(Journal(tmp_path), InProcessHost(load_config()))
+
+    async def body() -> None:
+        for i in range(20):
+            assert (await seq.execute(deposit(i)))[0] == i + 1
+
+    asyncio.run(run_with(seq, body()))
+    assert seq.batches == 20
+
+
+def test_time_never_goes_backwards_even_if_the_clock_does(tmp_path: Path) -> None:
+    clock = iter([5_000, 9_000, 7_000, 3_000, 12_000])
+    journal = Journal(tmp_path)
+    seq = Sequencer(journal, InProcessHost(load_config()), clock=lambda: next(clock))
+
+    async def body() -> None:
+        for _ in range(5):
+            await seq.execute(Tick())
+
+    asyncio.run(run_with(seq, body()))
+    assert [c.ts for c in journal.commands()] == [5_000, 9_000, 9_000, 9_000, 12_000]
+
+
+class FailingJournal(Journal):
+    def append(
+        self, commands: list[Command], out_seq: int = 0, outputs: list[list[Event]] | None = None
+    ) -> None:
+        if commands and commands[-1].seq >= 3:
+            raise OSError(28, "No space left on device")
+        super().append(commands, out_seq, outputs)
+
+
+class FailingHost(InProcessHost):
+    def apply(self, commands: Sequence[Command]) -> list[list[Event]]:
+        if any(c.seq == 3 for c in commands):
+            raise RuntimeError("engine bug")
+        return super().apply(commands)
+
+
+@pytest.mark.parametrize("broken", ["journal", "engine"])
+def test_a_failure_halts_everything_and_acknowledges_nothing_more(
+    tmp_path: Path, broken: str
+) -> None:
+    config = load_config()
+    journal = FailingJournal(tmp_path) if broken == "journal" else Journal(tmp_path)
+    host = FailingHost(config) if broken == "engine" else InProcessHost(config)
+    seq = Sequencer(journal, host)
+
+    async def body() -> None:
+        task = asyncio.create_task(seq.run())
+        assert (await seq.execute(deposit(0)))[0] == 1
+        assert (await seq.execute(deposit(1)))[0] == 2
+        futures = [seq.submit(deposit(i)) for i in range(2, 6)]
+        for fut in futures:
+            with pytest.raises(SequencerStopped):
+                await fut
+        with pytest.raises((OSError, RuntimeError)):
+            await task
+        with pytest.raises(SequencerStopped):
+            seq.submit(deposit(9))
+        seq.close()
+
+    asyncio.run(body())
+    assert seq.applied_seq == 2
+
+
+def test_stop_answers_everything_already_queued(tmp_path: Path) -> None:
+    seq = Sequencer(Journal(tmp_path), InProcessHost(load_config()))
+
+    async def body() -> None:
+        task = asyncio.create_task(seq.run())
+        futures = [seq.submit(deposit(i)) for i in range(50)]
+        seq.stop()
+        with pytest.raises(SequencerStopped):
+            seq.submit(deposit(99))
+        await task
+        assert [(await f)[0] for f in futures] == list(range(1, 51))
+
+    asyncio.run(body())
