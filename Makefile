@@ -1,9 +1,11 @@
 # cambio — the few commands a developer needs. Needs only make and Python >= 3.11.
 #
-#   make run     set up .venv and replay the demo stream through the engine
+#   make run     set up .venv and run the exchange (cambio serve, data in ./cambio-data)
 #   make test    set up .venv with the dev extras and run the test suite
+#   make demo    set up .venv and replay the demo stream through the engine
 #   make lint    ruff check, ruff format --check, mypy --strict src/
-#   make bench   the engine benchmark (bench/engine.py)
+#   make bench   the engine and journal benchmarks (bench/engine.py, bench/journal.py)
+#   make soak    kill -9 / recover rounds against a real server (scripts/crash_soak.py)
 #
 # The virtualenv is built once; stamp files inside it (newer than pyproject.toml) make
 # re-runs instant, and editing pyproject.toml re-installs. Set PYTHON to choose the
@@ -16,12 +18,15 @@ RUN_STAMP := $(VENV)/.cambio-run.stamp
 DEV_STAMP := $(VENV)/.cambio-dev.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench venv dev clean
+.PHONY: help run demo test lint bench soak venv dev clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
 
 run: $(RUN_STAMP)
+	$(BIN)/cambio serve --data cambio-data
+
+demo: $(RUN_STAMP)
 	$(BIN)/cambio demo
 
 test: $(DEV_STAMP)
@@ -34,6 +39,10 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/journal.py
+
+soak: $(DEV_STAMP)
+	$(BIN)/python scripts/crash_soak.py --rounds 200
 
 venv: $(RUN_STAMP)
 dev: $(DEV_STAMP)

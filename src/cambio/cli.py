@@ -1,13 +1,30 @@
-"""The `cambio` command line: `cambio demo` replays a demo stream through the engine.
+"""The `cambio` command line: run the exchange (`serve`), audit it (`verify`, `replay`),
+rebuild its read models (`rebuild`), or replay a demo stream (`demo`).
 
-Only presentation lives here (click for the commands, rich for the tables); the stream
-itself is cambio.demo, so tests and benchmarks can use it without a terminal.
+Only presentation lives here (click for the commands, rich for tables and progress bars);
+the work is done by the library (cambio.api.server, cambio.runtime, cambio.demo), so tests
+and benchmarks use it without a terminal.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cambio import __version__
@@ -23,10 +40,39 @@ of the command stream, so replaying it always ends in the same state hash.
 
 \b
 Start with:
-  cambio demo              replay a demo stream and show what happened
-  cambio demo --seed 42    ... with another random tail (same seed, same hash)
-  cambio COMMAND --help    details of a command
+  cambio serve                       run the exchange (data in ./cambio-data)
+  cambio verify --data cambio-data   audit the journal: replay it, check the funds
+  cambio demo                        replay a demo stream and show what happened
+  cambio COMMAND --help              details of a command
 """
+
+DATA_OPTION = click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cambio-data"),
+    show_default=True,
+    help="The exchange's data directory (journal, snapshots, read models).",
+)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """(advance, set_total) callbacks drawing a progress bar on a terminal, else nothing."""
+    if not sys.stderr.isatty():
+        yield (lambda n: None), (lambda n: None)
+        return
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield (lambda n: bar.advance(task, n)), (lambda n: bar.update(task, total=n))
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -133,3 +179,234 @@ def demo(steps: int, seed: int) -> None:
     console.print(f"chain:      {report.chain}", soft_wrap=True)
     if not (conserved and ledger):
         raise click.ClickException("the balances do not add up: see above")
+
+
+@main.command(short_help="Run the exchange: journal, engine, read models, APIs.")
+@DATA_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True, help="Public API address.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Public API port.")
+@click.option(
+    "--admin-port",
+    type=int,
+    default=None,
+    help="Operator API port, always on 127.0.0.1. [default: PORT+1; any free port if PORT is 0]",
+)
+@click.option(
+    "--tick-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between the Tick commands that make timers (GTD, dead man's switch) fire.",
+)
+@click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Snapshot after this many commands...",
+)
+@click.option(
+    "--snapshot-interval",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="...or after this many seconds with new commands, whichever comes first.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["inprocess", "subprocess"]),
+    default="inprocess",
+    show_default=True,
+    help="Run the engine in this process (fastest) or in a child process over a pipe.",
+)
+@click.option(
+    "--engine-python",
+    default=sys.executable,
+    show_default="this interpreter",
+    help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
+)
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    admin_port: int | None,
+    tick_interval: float,
+    snapshot_every: int,
+    snapshot_interval: float,
+    engine: str,
+    engine_python: str,
+) -> None:
+    """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
+
+    \b
+    Every command is journaled (fsync'd) in DATA/journal before the engine
+    applies it or anyone hears of it. On start the engine is recovered from
+    the newest good snapshot plus the journal after it; a write torn by a
+    crash is cut off (it was never acknowledged). On SIGTERM/SIGINT the
+    server answers what it accepted, then writes a final snapshot.
+
+    \b
+    DATA/serve.json tells clients and tools where it listens:
+      {"api_url": ..., "admin_url": ..., "pid": ...}
+    The operator API's token is in DATA/admin.token (mode 0600).
+    """
+    from cambio.api.server import ServeOptions, run
+    from cambio.journal.segments import JournalCorrupt
+    from cambio.runtime.datadir import DataDir, DataDirBusy
+    from cambio.runtime.host_protocol import ProtocolError
+    from cambio.runtime.recovery import EngineDiverged
+    from cambio.runtime.service import ServiceOptions
+
+    options = ServeOptions(
+        host=host,
+        port=port,
+        admin_port=admin_port,
+        service=ServiceOptions(
+            tick_interval=tick_interval,
+            snapshot_every=snapshot_every,
+            snapshot_interval=snapshot_interval,
+            engine=engine,
+            engine_python=engine_python,
+        ),
+    )
+    try:
+        code = run(DataDir(data_dir), options)
+    except DataDirBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    except JournalCorrupt as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from None
+    except EngineDiverged as exc:
+        raise click.ClickException(
+            f"refusing to start: {exc}\nRun the engine build that wrote this journal; engine "
+            "changes go through an upgrade (docs/runbook.md)."
+        ) from None
+    except (OSError, ProtocolError) as exc:
+        raise click.ClickException(f"cannot serve: {exc}") from None
+    sys.exit(code)
+
+
+@main.command(short_help="Audit a data directory: replay the journal, check the funds.")
+@DATA_OPTION
+def verify(data_dir: Path) -> None:
+    """Replay the journal from genesis in a fresh engine and audit the result.
+
+    \b
+    Checks that every event the journal recorded is what the engine produces,
+    that the newest snapshot matches the replayed state, and that funds are
+    safe: per asset, all balances (the fee account's included) equal deposits
+    minus withdrawals; no balance is negative; no order book is crossed.
+
+    \b
+    Prints one JSON object:
+      {"ok": true, "commands": n, "state_hash": "...", "per_asset": {...},
+       "problems": [], ...}
+    and exits 0 only if every check held. Read-only: safe beside a running
+    server. A progress bar is drawn on a terminal.
+    """
+    from cambio.runtime.audit import verify as run_verify
+    from cambio.runtime.datadir import DataDir
+
+    data = DataDir(data_dir)
+    if not data.exists():
+        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    with _progress("verifying") as (advance, set_total):
+        report = run_verify(data, progress=advance, total=set_total)
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if report["ok"] else 1)
+
+
+@main.command(short_help="Measure how fast an engine replays the journal.")
+@DATA_OPTION
+@click.option(
+    "--engine",
+    type=click.Choice(["inprocess", "subprocess"]),
+    default="inprocess",
+    show_default=True,
+    help="Replay in this process, or through the host protocol in a child process.",
+)
+@click.option(
+    "--engine-python",
+    default=sys.executable,
+    show_default="this interpreter",
+    help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
+)
+def replay(data_dir: Path, engine: str, engine_python: str) -> None:
+    """Replay the whole journal from genesis and report the throughput.
+
+    \b
+    The figure (commands per second) is the basis of upgrade ETAs: how long a
+    candidate engine needs to catch up with N commands. Prints JSON with the
+    commands, seconds, commands_per_s, state_hash, chain and any mismatches
+    between the recorded events and the replayed ones (exit 1 if any).
+    """
+    from cambio.journal.segments import Journal
+    from cambio.runtime.datadir import DataDir
+    from cambio.runtime.host import EngineHost, InProcessHost
+    from cambio.runtime.replay import Replayer
+    from cambio.runtime.subprocess_host import SubprocessHost
+
+    data = DataDir(data_dir)
+    if not data.exists():
+        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    journal = Journal(data.journal, readonly=True)
+    host: EngineHost = (
+        SubprocessHost(data.markets, python=engine_python)
+        if engine == "subprocess"
+        else InProcessHost(data.config())
+    )
+    replayer = Replayer(journal, host)
+    with _progress("replaying") as (advance, set_total):
+        set_total(journal.last_seq)
+        replayer.run(progress=advance)
+    report = {
+        "engine": engine,
+        "commands": replayer.commands,
+        "seconds": round(replayer.seconds, 3),
+        "commands_per_s": round(replayer.rate),
+        "state_hash": host.state_hash(),
+        "chain": host.chain(),
+        "mismatches": [m.describe() for m in replayer.mismatches[:20]],
+    }
+    host.close()
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(1 if replayer.mismatches else 0)
+
+
+@main.command(short_help="Rebuild the read models from the journal.")
+@DATA_OPTION
+def rebuild(data_dir: Path) -> None:
+    """Drop the read models (orders, trades, ledger, OHLC, volumes) and project
+    them again from the events recorded in the journal.
+
+    Run it with the server stopped (it takes the data directory's lock).
+    """
+    from cambio.journal.segments import Journal
+    from cambio.model.events import Event
+    from cambio.runtime.datadir import DataDir, DataDirBusy
+    from cambio.store.projector import ReadModels
+
+    data = DataDir(data_dir)
+    if not data.exists():
+        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    try:
+        data.lock()
+    except DataDirBusy as exc:
+        raise click.ClickException(f"{exc}: stop the server first") from None
+    journal = Journal(data.journal, readonly=True)
+    models = ReadModels(data.readmodels_url, data.config())
+    models.reset()
+    chunk: list[tuple[int, int, Sequence[Event]]] = []
+    last = 0
+    with _progress("rebuilding") as (advance, set_total):
+        set_total(journal.outputs_through)
+        for item in journal.events():
+            chunk.append(item)
+            if len(chunk) == 5000:
+                last = models.apply(chunk)
+                advance(len(chunk))
+                chunk = []
+        if chunk:
+            last = models.apply(chunk)
+            advance(len(chunk))
+    models.close()
+    click.echo(json.dumps({"ok": True, "projected_seq": last}))

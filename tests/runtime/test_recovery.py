@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_hosts import order_flow
 
-from cambio.journal.segments import Journal
+from cambio.journal.segments import Journal, JournalCorrupt
 from cambio.journal.snapshots import SnapshotStore
 from cambio.model.commands import Tick
 from cambio.model.events import CommandRejected, Event
@@ -84,4 +84,27 @@ def test_an_engine_that_disagrees_with_the_journal_is_refused(tmp_path: Path) ->
     journal.append([], last + 1, [[CommandRejected(error="what some other engine said")]])
     journal.close()
     with pytest.raises(EngineDiverged, match=f"seq {last + 1}"):
+        recover(data, host_factory(data))
+
+
+def test_a_snapshot_newer_than_the_recorded_events_is_passed_over(tmp_path: Path) -> None:
+    # a snapshot was written, then the process died before the events of its last batch
+    # rode along with a journal write: the snapshot cannot give those events back
+    data = make_dir(tmp_path)
+    live = journal_flow(data, 300, record_last=False)
+    last = Journal(data.journal).last_seq
+    SnapshotStore(data.snapshots).write(last, live.snapshot())
+    rec = recover(data, host_factory(data))
+    assert rec.snapshot_seq == 0 and rec.replayed == last
+    assert rec.journal.outputs_through == last
+    assert rec.host.state_hash() == live.state_hash()
+    recorded = dict(rec.journal.outputs())
+    assert sorted(recorded) == list(range(1, last + 1))
+
+
+def test_a_snapshot_past_the_journal_means_missing_segments(tmp_path: Path) -> None:
+    data = make_dir(tmp_path)
+    live = journal_flow(data, 100, record_last=True)
+    SnapshotStore(data.snapshots).write(10_000, live.snapshot())
+    with pytest.raises(JournalCorrupt, match="segments are missing"):
         recover(data, host_factory(data))

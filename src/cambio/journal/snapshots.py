@@ -28,17 +28,20 @@ T = TypeVar("T")
 
 class SnapshotStore:
     def __init__(self, directory: Path, keep: int = KEEP) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = directory  # nothing on disk is touched until `write` or `remove_partial`
         self.keep = keep
+
+    def remove_partial(self) -> None:
+        """Delete writes the process did not live to finish (only the writer may)."""
         for stale in self.dir.glob("*.tmp"):
-            stale.unlink()  # a write the process did not live to finish
+            stale.unlink()
 
     def paths(self) -> list[Path]:
         """Snapshot files, newest first."""
         return sorted(self.dir.glob("*.snap"), reverse=True)
 
     def write(self, seq: int, body: bytes) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{seq:020d}.snap"
         tmp = path.with_suffix(".tmp")
         head = _HEAD.pack(MAGIC, seq, hashlib.sha256(body).digest())

@@ -2,8 +2,12 @@
 
 1. Open the journal (a torn, never-acknowledged tail write is cut off; damaged
    acknowledged data stops everything: see cambio.journal.segments).
-2. Restore the newest snapshot that is intact, not ahead of the journal, and accepted by
-   the engine; otherwise an older one; otherwise genesis.
+2. Restore the newest snapshot that is intact, accepted by the engine, and at or before
+   the last command whose events the journal recorded (a snapshot can be taken before
+   its batch's events ride along with the next write; if the process died in between,
+   those events could not be recorded from a snapshot, so an older one is used);
+   otherwise an older one; otherwise genesis. A snapshot past the journal's last command
+   means journal segments are missing: refused, like damaged acknowledged data.
 3. Replay the journal after it, checking every recorded event against the engine's.
    A difference means this engine build does not behave like the one that wrote the
    journal: recovery refuses (an engine change goes through the upgrade path instead).
@@ -13,10 +17,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cambio.journal.segments import Journal
+from cambio.journal.segments import Journal, JournalCorrupt
 from cambio.journal.snapshots import SnapshotStore
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost
@@ -55,7 +60,18 @@ def recover(
         notes.append(
             f"journal: cut off a torn write of {journal.truncated_bytes} bytes (never acknowledged)"
         )
-    snap_seq, host, problems = SnapshotStore(data.snapshots).load(make_host, journal.last_seq)
+    store = SnapshotStore(data.snapshots)
+    store.remove_partial()
+    for path in store.paths():
+        with contextlib.suppress(ValueError):
+            seq, _ = store.read(path)
+            if seq > journal.last_seq:
+                journal.close()
+                raise JournalCorrupt(
+                    f"snapshot {path.name} is past the journal's last command ({journal.last_seq}):"
+                    " journal segments are missing; restore them from a backup or replica"
+                )
+    snap_seq, host, problems = store.load(make_host, journal.outputs_through)
     notes += problems
     if host is None:
         host = make_host(None)

@@ -59,6 +59,8 @@ class Sequencer:
         # events applied but not yet journaled: they ride along with the next write
         self._unrecorded: list[list[Event]] = list(unrecorded or [])
         self._unrecorded_from = journal.outputs_through + 1
+        if self._unrecorded_from + len(self._unrecorded) != self._next_seq:
+            raise ValueError("the events handed over must be those of the journal's last commands")
         self._intake: list[tuple[Command, asyncio.Future[Result] | None]] = []
         self._wake = asyncio.Event()
         self._durable: asyncio.Queue[list[tuple[Command, asyncio.Future[Result] | None]] | None] = (

@@ -40,7 +40,11 @@ class SubprocessHost:
             raise ProtocolError(f"engine host speaks protocol {hello.get('protocol')}")
         self.version: str = hello["version"]
         if snapshot:
-            self._call("restore", snapshot)
+            try:
+                self._call("restore", snapshot)
+            except ProtocolError:
+                self.close()
+                raise
 
     def _call(self, op: str, arg: Any = None) -> Any:
         assert self.proc.stdin is not None and self.proc.stdout is not None

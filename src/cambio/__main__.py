@@ -1,0 +1,5 @@
+"""``python -m cambio`` is the `cambio` command."""
+
+from cambio.cli import main
+
+main()

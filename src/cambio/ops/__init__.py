@@ -1,0 +1,1 @@
+"""Operations: invariant checks and monitors over the exchange's real state."""

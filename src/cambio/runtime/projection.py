@@ -1,0 +1,123 @@
+"""Feeding the read models from the event stream, in a thread of their own.
+
+The sequencer hands each applied batch to `push` (cheap: a deque append on the event
+loop); the projection thread writes batches to the read models, one transaction each.
+Read models are never allowed to slow the engine: past `MAX_QUEUED` commands waiting,
+`push` drops batches, and the thread later fills the gap from the events recorded in the
+journal. The same path catches up after a restart. Projection is idempotent by sequence
+number (cambio.store), so a crash in the middle of a write only repeats work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from cambio.journal.segments import Journal
+from cambio.model.commands import Command
+from cambio.model.config import MarketConfig
+from cambio.model.events import Event
+from cambio.store.projector import ReadModels
+
+log = logging.getLogger("cambio.projection")
+
+MAX_QUEUED = 200_000  # commands held in memory for the projection, at most
+CATCH_UP_CHUNK = 2_000  # commands per transaction when reading back from the journal
+
+Item = tuple[int, int, Sequence[Event]]
+
+
+class Projection:
+    def __init__(self, url: str, config: MarketConfig, journal: Journal) -> None:
+        self.url = url
+        self.config = config
+        self.journal = journal
+        self.projected_seq = 0
+        self._queue: deque[Item] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="projection", daemon=True)
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def push(self, cmds: list[Command], results: list[list[Event]]) -> None:
+        with self._cond:
+            if len(self._queue) < MAX_QUEUED:
+                self._queue.extend(
+                    (c.seq, c.ts, events) for c, events in zip(cmds, results, strict=True)
+                )
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Project what is queued (and recorded), then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+    def wait_for(self, seq: int, timeout: float = 10.0) -> bool:
+        """Block until the read models include `seq` (for tests and tools)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.projected_seq >= seq, timeout)
+
+    def _run(self) -> None:
+        models = ReadModels(self.url, self.config)
+        self.projected_seq = models.last_seq()
+        self._ready.set()
+        try:
+            while True:
+                with self._cond:
+                    if not self._queue and not self._stopping:
+                        self._cond.wait(0.5)
+                    items = list(self._queue)
+                    self._queue.clear()
+                    stopping = self._stopping
+                try:
+                    self._project(models, items)
+                except Exception:
+                    log.exception("read model projection failed; retrying from the journal")
+                    with self._cond:
+                        self._cond.wait(1.0)
+                    continue
+                if stopping:
+                    with self._cond:
+                        if not self._queue:
+                            return
+        finally:
+            models.close()
+
+    def _project(self, models: ReadModels, items: list[Item]) -> None:
+        last = models.last_seq()
+        first = items[0][0] if items else self.journal.outputs_through + 1
+        if first > last + 1:
+            # a gap (dropped under load, or a restart): read it back from the journal
+            chunk: list[Item] = []
+            for item in self.journal.events(last + 1):
+                if item[0] >= first:
+                    break
+                chunk.append(item)
+                if len(chunk) == CATCH_UP_CHUNK:
+                    last = self._apply(models, chunk)
+                    chunk = []
+            if chunk:
+                last = self._apply(models, chunk)
+        if items and items[0][0] > last + 1:
+            # the gap's events are not journaled yet (they ride with the next write)
+            with self._cond:
+                self._queue.extendleft(reversed(items))
+                self._cond.wait(0.05)
+            return
+        if items:
+            self._apply(models, items)
+
+    def _apply(self, models: ReadModels, items: list[Item]) -> int:
+        seq = models.apply(items)
+        with self._cond:
+            self.projected_seq = seq
+            self._cond.notify_all()
+        return seq
