@@ -148,3 +148,17 @@ def test_event_only_writes_keep_the_time(tmp_path: Path) -> None:
     j.close()
     j = Journal(tmp_path)
     assert (j.last_seq, j.last_ts, j.outputs_through) == (2, 1002, 2)
+
+
+def test_event_only_writes_never_start_a_segment(tmp_path: Path) -> None:
+    # tiny segments: every write fills one; event-only writes must not roll (a new
+    # segment is named after its first command, and they have none)
+    j = Journal(tmp_path, segment_bytes=64)
+    for first in range(1, 30, 3):
+        j.append(batch(first, 3))
+        j.append([], first, outputs(3))
+    j.close()
+    j = Journal(tmp_path, segment_bytes=64)
+    assert (j.last_seq, j.outputs_through) == (30, 30)
+    assert len(list(tmp_path.glob("*.seg"))) == 10
+    assert [s for s, _ in j.outputs(14)] == list(range(14, 31))

@@ -238,8 +238,8 @@ class Journal:
         )
         crc = zlib.crc32(out_bytes, zlib.crc32(cmd_bytes, zlib.crc32(head)))
         data = b"".join((head, _CRC.pack(crc), cmd_bytes, out_bytes))
-        if self._fd < 0 or self._size >= self.segment_bytes:
-            self._roll(self.last_seq + 1)
+        if self._fd < 0 or (n and self._size >= self.segment_bytes):
+            self._roll(starts_with_commands=n > 0)
         os.write(self._fd, data)
         crashpoint("journal.written")
         os.fdatasync(self._fd)
@@ -251,17 +251,19 @@ class Journal:
         if out_n:
             self.outputs_through = out_seq + out_n - 1
 
-    def _roll(self, next_seq: int) -> None:
+    def _roll(self, starts_with_commands: bool) -> None:
+        """Open the segment the next write goes to. A new segment is only started by a
+        write with commands, and is named after its first command, so names never repeat
+        (an event-only write goes to the newest segment, full or not)."""
         segs = self.segments()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        elif segs and segs[-1].stat().st_size < self.segment_bytes:
-            # reopen the newest segment for appending
+        elif segs and (not starts_with_commands or segs[-1].stat().st_size < self.segment_bytes):
             self._fd = os.open(segs[-1], os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
             return
-        path = self.dir / f"{next_seq:020d}.seg"
+        path = self.dir / f"{self.last_seq + 1:020d}.seg"
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         os.write(self._fd, SEGMENT_MAGIC)
         os.fdatasync(self._fd)
