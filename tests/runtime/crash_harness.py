@@ -103,26 +103,12 @@ def random_command(rng: random.Random) -> dict[str, Any]:
         return {"type": "cancel_all", "account": account}
     if r < 0.2:
         return {"type": "cancel_order", "account": account, "order_id": rng.randint(1, 400)}
-    side = rng.randint(0, 1)
     qty = rng.randint(1, 50) * 10_000  # lots of 1e-8 BTC: 0.0001 .. 0.005 BTC
+    order = {"type": "add_order", "account": account, "pair": "XXBTZUSD", "qty": qty}
+    order["side"] = rng.randint(0, 1)
     if r < 0.3:
-        return {
-            "type": "add_order",
-            "account": account,
-            "pair": "XXBTZUSD",
-            "side": side,
-            "qty": qty,
-            "ordertype": "market",
-        }
-    price = 5_000_000 + rng.randint(-50, 50) * 10  # around 50,000.0 USD, in 0.1 USD units
-    return {
-        "type": "add_order",
-        "account": account,
-        "pair": "XXBTZUSD",
-        "side": side,
-        "qty": qty,
-        "price": price,
-    }
+        return {**order, "ordertype": "market"}
+    return {**order, "price": 5_000_000 + rng.randint(-50, 50) * 10}  # ~50,000.0 USD
 
 
 def drive(server: Server, acks: Acks, seed: int, clients: int, seconds: float, fund: bool) -> None:
@@ -199,7 +185,8 @@ def check(data: Path, acks: Acks, after: Acks, point: str | None) -> dict[str, A
     events = {seq: evs for seq, _, evs in journal.events()}
     for seq, (sent, answered) in sorted({**acks.by_seq, **after.by_seq}.items()):
         assert seq in commands, f"acknowledged seq {seq} is not in the journal"
-        stored = msgspec.to_builtins(commands[seq])
+        cmd = commands[seq]
+        stored = {"type": type(cmd).__struct_config__.tag, **msgspec.structs.asdict(cmd)}
         for key, value in sent.items():
             assert stored[key] == value, f"seq {seq}: journal has {stored}, client sent {sent}"
         recorded = json.loads(_json_events.encode(events[seq]))

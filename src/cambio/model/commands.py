@@ -67,7 +67,7 @@ SCOPE_MARGIN = "margin"
 SCOPE_ALL = "all"
 
 
-class Command(msgspec.Struct, tag=True, kw_only=True, gc=False):
+class Command(msgspec.Struct, tag=True, kw_only=True, omit_defaults=True, gc=False):
     """Base of every command: its journal position and sequenced time (ns)."""
 
     seq: int = 0
