@@ -55,6 +55,21 @@ DATA_OPTION = click.option(
     help="The exchange's data directory (journal, snapshots, read models).",
 )
 
+ENGINE_OPTION = click.option(
+    "--engine",
+    type=click.Choice(["inprocess", "subprocess"]),
+    default="inprocess",
+    show_default=True,
+    help="Run the engine in this process (fastest) or in a child process, over the engine "
+    "host protocol on a pipe.",
+)
+ENGINE_PYTHON_OPTION = click.option(
+    "--engine-python",
+    default=sys.executable,
+    show_default="this interpreter",
+    help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
+)
+
 
 @contextmanager
 def _progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
@@ -212,19 +227,8 @@ def demo(steps: int, seed: int) -> None:
     show_default=True,
     help="...or after this many seconds with new commands, whichever comes first.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["inprocess", "subprocess"]),
-    default="inprocess",
-    show_default=True,
-    help="Run the engine in this process (fastest) or in a child process over a pipe.",
-)
-@click.option(
-    "--engine-python",
-    default=sys.executable,
-    show_default="this interpreter",
-    help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
-)
+@ENGINE_OPTION
+@ENGINE_PYTHON_OPTION
 def serve(
     data_dir: Path,
     host: str,
@@ -317,19 +321,8 @@ def verify(data_dir: Path) -> None:
 
 @main.command(short_help="Measure how fast an engine replays the journal.")
 @DATA_OPTION
-@click.option(
-    "--engine",
-    type=click.Choice(["inprocess", "subprocess"]),
-    default="inprocess",
-    show_default=True,
-    help="Replay in this process, or through the host protocol in a child process.",
-)
-@click.option(
-    "--engine-python",
-    default=sys.executable,
-    show_default="this interpreter",
-    help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
-)
+@ENGINE_OPTION
+@ENGINE_PYTHON_OPTION
 def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     """Replay the whole journal from genesis and report the throughput.
 
@@ -341,19 +334,14 @@ def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     """
     from cambio.journal.segments import Journal
     from cambio.runtime.datadir import DataDir
-    from cambio.runtime.host import EngineHost, InProcessHost
+    from cambio.runtime.host import open_host
     from cambio.runtime.replay import Replayer
-    from cambio.runtime.subprocess_host import SubprocessHost
 
     data = DataDir(data_dir)
     if not data.exists():
         raise click.ClickException(f"{data_dir} is not a cambio data directory")
     journal = Journal(data.journal, readonly=True)
-    host: EngineHost = (
-        SubprocessHost(data.markets, python=engine_python)
-        if engine == "subprocess"
-        else InProcessHost(data.config())
-    )
+    host = open_host(engine, data.config(), data.markets, python=engine_python)
     replayer = Replayer(journal, host)
     with _progress("replaying") as (advance, set_total):
         set_total(journal.last_seq)

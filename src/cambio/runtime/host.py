@@ -10,13 +10,18 @@ take over.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from cambio.engine import Exchange
 from cambio.model.commands import Command
 from cambio.model.config import MarketConfig
 from cambio.model.events import Event
+from cambio.runtime.subprocess_host import SubprocessHost
+
+HOST_KINDS = ("inprocess", "subprocess")
 
 
 class EngineHost(Protocol):
@@ -60,3 +65,17 @@ class InProcessHost:
 
     def close(self) -> None:
         pass
+
+
+def open_host(
+    kind: str,
+    config: MarketConfig,
+    config_path: Path,
+    snapshot: bytes | None = None,
+    python: str = sys.executable,
+) -> EngineHost:
+    """An engine host of `kind` ("inprocess" or "subprocess", the latter run by `python`)
+    for the markets in `config` (read from `config_path` by a subprocess)."""
+    if kind == "subprocess":
+        return SubprocessHost(config_path, snapshot, python=python)
+    return InProcessHost(config, snapshot)

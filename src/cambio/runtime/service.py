@@ -27,10 +27,9 @@ from cambio.runtime.datadir import DataDir
 
 if TYPE_CHECKING:
     from cambio.runtime.projection import Projection
-from cambio.runtime.host import EngineHost, InProcessHost
+from cambio.runtime.host import EngineHost, open_host
 from cambio.runtime.recovery import Recovered, recover
 from cambio.runtime.sequencer import Sequencer
-from cambio.runtime.subprocess_host import SubprocessHost
 
 log = logging.getLogger("cambio.runtime")
 
@@ -62,9 +61,8 @@ class ExchangeService:
         self._tasks: list[asyncio.Task[None]] = []
 
     def make_host(self, snapshot: bytes | None) -> EngineHost:
-        if self.options.engine == "subprocess":
-            return SubprocessHost(self.data.markets, snapshot, python=self.options.engine_python)
-        return InProcessHost(self.config, snapshot)
+        opts = self.options
+        return open_host(opts.engine, self.config, self.data.markets, snapshot, opts.engine_python)
 
     @property
     def host(self) -> EngineHost:
