@@ -72,8 +72,7 @@ def _server(app: ASGIApp) -> _Server:
 
 
 def _recover_with_progress(service: ExchangeService) -> None:
-    last = service.data.journal
-    if not sys.stderr.isatty() or not last.exists():
+    if not sys.stderr.isatty() or not service.data.journal.exists():
         service.start()
         return
     with Progress(
@@ -95,13 +94,10 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     _recover_with_progress(service)
     rec = service.recovered
     assert rec is not None
-    log.warning(
-        "recovered seq %d (snapshot %d + %d replayed at %.0f commands/s) in %.2f s",
-        rec.journal.last_seq,
-        rec.snapshot_seq,
-        rec.replayed,
-        rec.replay_rate,
-        time.perf_counter() - started,
+    print(
+        f"recovered seq {rec.journal.last_seq} (snapshot {rec.snapshot_seq} + {rec.replayed} "
+        f"replayed at {rec.replay_rate:.0f} commands/s) in {time.perf_counter() - started:.2f} s",
+        file=sys.stderr,
     )
     api_sock = _bind(options.host, options.port)
     admin_port = options.admin_port
