@@ -8,8 +8,15 @@ import pytest
 
 from cambio.engine import Exchange
 from cambio.engine.snapshot import BalanceDoc, StateDoc, state_doc
-from cambio.model.commands import BUY, SELL, AddOrder, Command, Deposit, RequestWithdrawal
-from cambio.model.commands import CompleteWithdrawal
+from cambio.model.commands import (
+    BUY,
+    SELL,
+    AddOrder,
+    Command,
+    CompleteWithdrawal,
+    Deposit,
+    RequestWithdrawal,
+)
 from cambio.model.config import load_config
 from cambio.ops.invariants import Flows, check
 
