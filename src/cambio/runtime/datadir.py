@@ -97,8 +97,3 @@ class DataDir:
         tmp = self.serve_json.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         os.replace(tmp, self.serve_json)
-
-    def serve_info(self) -> dict[str, Any]:
-        """What the running server wrote into serve.json."""
-        info: dict[str, Any] = json.loads(self.serve_json.read_text())
-        return info

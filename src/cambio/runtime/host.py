@@ -21,8 +21,6 @@ from cambio.model.config import MarketConfig
 from cambio.model.events import Event
 from cambio.runtime.subprocess_host import SubprocessHost
 
-HOST_KINDS = ("inprocess", "subprocess")
-
 
 class EngineHost(Protocol):
     """What the runtime needs of an engine, wherever it runs."""

@@ -60,11 +60,6 @@ class Projection:
             self._cond.notify()
         self._thread.join()
 
-    def wait_for(self, seq: int, timeout: float = 10.0) -> bool:
-        """Block until the read models include `seq` (for tests and tools)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self.projected_seq >= seq, timeout)
-
     def _run(self) -> None:
         models = ReadModels(self.url, self.config)
         self.projected_seq = models.last_seq()
@@ -107,17 +102,16 @@ class Projection:
             if chunk:
                 last = self._apply(models, chunk)
         if items and items[0][0] > last + 1:
-            # the gap's events are not journaled yet (they ride with the next write)
+            # the gap's events are not journaled yet (they ride with the next write); when
+            # stopping they never will be (a halted sequencer): the next start catches up
             with self._cond:
-                self._queue.extendleft(reversed(items))
-                self._cond.wait(0.05)
+                if not self._stopping:
+                    self._queue.extendleft(reversed(items))
+                    self._cond.wait(0.05)
             return
         if items:
             self._apply(models, items)
 
     def _apply(self, models: ReadModels, items: list[Item]) -> int:
-        seq = models.apply(items)
-        with self._cond:
-            self.projected_seq = seq
-            self._cond.notify_all()
+        self.projected_seq = seq = models.apply(items)
         return seq

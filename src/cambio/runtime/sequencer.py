@@ -92,10 +92,6 @@ class Sequencer:
     async def execute(self, cmd: Command) -> Result:
         return await self.submit(cmd)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._intake)
-
     # ------------------------------------------------------------------ stages
     async def run(self) -> None:
         """Run both stages until `stop()`; re-raises the failure that stopped them."""

@@ -42,7 +42,6 @@ class ServiceOptions:
     max_batch: int = 4096  # commands per group commit, at most
     engine: str = "inprocess"  # or "subprocess"
     engine_python: str = sys.executable  # interpreter of the engine, for "subprocess"
-    read_models: bool = True
 
 
 class ExchangeService:
@@ -80,12 +79,11 @@ class ExchangeService:
         seq = Sequencer(rec.journal, rec.host, max_batch=self.options.max_batch)
         seq.after_batch.append(self._after_batch)
         self.sequencer = seq
-        if self.options.read_models:
-            from cambio.runtime.projection import Projection  # SQLAlchemy only when needed
+        from cambio.runtime.projection import Projection  # SQLAlchemy only when serving
 
-            self.projection = Projection(self.data.readmodels_url, self.config, rec.journal)
-            seq.after_batch.append(self.projection.push)
-            self.projection.start()
+        self.projection = Projection(self.data.readmodels_url, self.config, rec.journal)
+        seq.after_batch.append(self.projection.push)
+        self.projection.start()
         return rec
 
     async def run(self) -> None:
