@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -29,6 +30,9 @@ from rich.table import Table
 
 from cambio import __version__
 from cambio.model.decimals import format_units
+
+if TYPE_CHECKING:
+    from cambio.journal.segments import Journal
 
 HELP = """cambio: a deterministic, journal-driven crypto exchange.
 
@@ -69,6 +73,16 @@ ENGINE_PYTHON_OPTION = click.option(
     show_default="this interpreter",
     help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
 )
+
+
+def _open_journal(path: Path) -> Journal:
+    """The journal, read-only; a damaged one is a readable error, not a traceback."""
+    from cambio.journal.segments import Journal, JournalCorrupt
+
+    try:
+        return Journal(path, readonly=True)
+    except JournalCorrupt as exc:
+        raise click.ClickException(f"journal damaged: {exc}") from None
 
 
 @contextmanager
@@ -254,6 +268,8 @@ def serve(
       {"api_url": ..., "admin_url": ..., "pid": ...}
     The operator API's token is in DATA/admin.token (mode 0600).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from cambio.api.server import ServeOptions, run
     from cambio.journal.segments import JournalCorrupt
     from cambio.runtime.datadir import DataDir, DataDirBusy
@@ -286,6 +302,11 @@ def serve(
         ) from None
     except (OSError, ProtocolError) as exc:
         raise click.ClickException(f"cannot serve: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(
+            f"cannot open the read models ({data_dir}/readmodels.db): {exc}\nThey are rebuilt "
+            "from the journal: move the file away and start again."
+        ) from None
     sys.exit(code)
 
 
@@ -332,7 +353,6 @@ def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     commands, seconds, commands_per_s, state_hash, chain and any mismatches
     between the recorded events and the replayed ones (exit 1 if any).
     """
-    from cambio.journal.segments import Journal
     from cambio.runtime.datadir import DataDir
     from cambio.runtime.host import open_host
     from cambio.runtime.replay import Replayer
@@ -340,7 +360,7 @@ def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     data = DataDir(data_dir)
     if not data.exists():
         raise click.ClickException(f"{data_dir} is not a cambio data directory")
-    journal = Journal(data.journal, readonly=True)
+    journal = _open_journal(data.journal)
     host = open_host(engine, data.config(), data.markets, python=engine_python)
     replayer = Replayer(journal, host)
     with _progress("replaying") as (advance, set_total):
@@ -368,7 +388,6 @@ def rebuild(data_dir: Path) -> None:
 
     Run it with the server stopped (it takes the data directory's lock).
     """
-    from cambio.journal.segments import Journal
     from cambio.model.events import Event
     from cambio.runtime.datadir import DataDir, DataDirBusy
     from cambio.store.projector import ReadModels
@@ -380,7 +399,7 @@ def rebuild(data_dir: Path) -> None:
         data.lock()
     except DataDirBusy as exc:
         raise click.ClickException(f"{exc}: stop the server first") from None
-    journal = Journal(data.journal, readonly=True)
+    journal = _open_journal(data.journal)
     models = ReadModels(data.readmodels_url, data.config())
     models.reset()
     chunk: list[tuple[int, int, Sequence[Event]]] = []

@@ -2,8 +2,9 @@
 
 ``CAMBIO_CRASH="journal.synced:3"`` makes the process SIGKILL itself the third time it
 reaches ``crashpoint("journal.synced")``: no clean-up, no flush, exactly what ``kill -9``
-or a power cut leaves behind. Without the variable every crash point is one global test;
-nothing in the engine uses them (it has no I/O to interrupt).
+leaves behind (a power cut also loses what was written but not fsynced; the crash tests
+simulate that by tearing the last write after the kill). Without the variable every crash
+point is one global test; nothing in the engine uses them (it has no I/O to interrupt).
 """
 
 from __future__ import annotations

@@ -162,3 +162,30 @@ def test_event_only_writes_never_start_a_segment(tmp_path: Path) -> None:
     assert (j.last_seq, j.outputs_through) == (30, 30)
     assert len(list(tmp_path.glob("*.seg"))) == 10
     assert [s for s, _ in j.outputs(14)] == list(range(14, 31))
+
+
+def test_a_short_write_is_an_error_and_leaves_no_fragment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a nearly full disk: os.write takes 10 bytes, then fails
+    j = write(tmp_path, [2])
+    size = the_segment(tmp_path).stat().st_size
+    real_write = os.write
+    calls = []
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(OSError, match="No space"):
+        j.append(batch(3, 4))
+    monkeypatch.undo()
+    assert calls[1] == calls[0] - 10  # it did try to write the rest
+    assert the_segment(tmp_path).stat().st_size == size
+    assert j.last_seq == 2
+    j.append(batch(3, 1))
+    j.close()
+    assert [c.seq for c in Journal(tmp_path).commands()] == [1, 2, 3]

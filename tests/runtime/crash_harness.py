@@ -5,7 +5,8 @@ One `crash_round(seed, workdir)`:
 1. starts `cambio serve` on a fresh data directory, armed (by seed) either with a
    crash point (cambio.crashpoints: during a journal write, right after its fsync, in the
    middle of writing a snapshot, in the middle of a read-model transaction) or with a
-   timer that sends SIGKILL from outside;
+   timer that sends SIGKILL from outside; a kill during a journal write also tears that
+   never-fsynced write, as a power cut would (kill -9 alone keeps the page cache);
 2. drives it with several concurrent clients over the operator API (deposits, then
    limit and market orders, cancels) and records every acknowledgement it receives;
 3. once the process is dead, restarts it, sends a few more commands, stops it cleanly;
@@ -33,7 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from cambio.journal.segments import Journal
+from cambio.journal.segments import SEGMENT_MAGIC, Journal, _parse
 from cambio.model.events import Trade
 from cambio.runtime.datadir import DataDir
 from cambio.store.projector import ReadModels
@@ -168,6 +169,8 @@ def crash_round(seed: int, workdir: Path) -> dict[str, Any]:
     if server.proc.poll() is None:  # the armed point was not reached in time: kill it now
         server.proc.send_signal(signal.SIGKILL)
     assert server.proc.wait(10) == -signal.SIGKILL, server.log.read_text()
+    if point == "journal.written":
+        tear_last_write(data / "journal", rng)
 
     # restart: recovery, then more flow, then a clean stop (final snapshot)
     server = start_server(data)
@@ -175,7 +178,21 @@ def crash_round(seed: int, workdir: Path) -> dict[str, Any]:
     drive(server, after, seed + 10_000, clients=2, seconds=0.7, fund=True)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0, server.log.read_text()
+    if point == "journal.written":
+        assert "cut off a torn write" in server.log.read_text(), server.log.read_text()
     return check(data, acks, after, point)
+
+
+def tear_last_write(journal_dir: Path, rng: random.Random) -> None:
+    """What a power cut (not just kill -9, which keeps the page cache) does to a write
+    that was never fsynced: keep a random prefix of it."""
+    segment = sorted(journal_dir.glob("*.seg"))[-1]
+    buf = segment.read_bytes()
+    start = end = len(SEGMENT_MAGIC)
+    while (parsed := _parse(buf, end)) is not None:
+        start, end = end, parsed[1]
+    assert end == len(buf), "the killed write should be the last, complete record"
+    os.truncate(segment, rng.randint(start, end - 1))
 
 
 def check(data: Path, acks: Acks, after: Acks, point: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from cambio.model.commands import Command, Deposit, Tick
 from cambio.model.config import load_config
 from cambio.model.events import Deposited, Event
 from cambio.runtime.host import InProcessHost
-from cambio.runtime.sequencer import Sequencer, SequencerStopped
+from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, Sequencer, SequencerStopped
 
 
 def deposit(i: int) -> Deposit:
@@ -104,8 +104,8 @@ def test_a_failure_halts_everything_and_acknowledges_nothing_more(
         assert (await seq.execute(deposit(0)))[0] == 1
         assert (await seq.execute(deposit(1)))[0] == 2
         futures = [seq.submit(deposit(i)) for i in range(2, 6)]
-        for fut in futures:
-            with pytest.raises(SequencerStopped):
+        for fut in futures:  # one batch, which reached the journal write: the restart decides
+            with pytest.raises(OutcomeUnknown):
                 await fut
         with pytest.raises((OSError, RuntimeError)):
             await task
@@ -128,5 +128,43 @@ def test_stop_answers_everything_already_queued(tmp_path: Path) -> None:
             seq.submit(deposit(99))
         await task
         assert [(await f)[0] for f in futures] == list(range(1, 51))
+
+    asyncio.run(body())
+
+
+def test_a_command_that_cannot_be_journaled_is_refused_alone(tmp_path: Path) -> None:
+    seq = Sequencer(Journal(tmp_path), InProcessHost(load_config()))
+
+    async def body() -> None:
+        good = seq.submit(deposit(1))
+        with pytest.raises(InvalidCommand):
+            seq.submit(Deposit(account=1, asset="ZUSD", amount=2**64, ref="huge"))
+        assert (await good)[0] == 1
+        assert (await seq.execute(deposit(2)))[0] == 2
+
+    asyncio.run(run_with(seq, body()))
+    assert seq.failure is None
+
+
+def test_a_failing_hook_halts_instead_of_silently_stopping_the_engine(tmp_path: Path) -> None:
+    seq = Sequencer(Journal(tmp_path), InProcessHost(load_config()))
+    calls: list[int] = []
+
+    def hook(cmds: list[Command], results: list[list[Event]]) -> None:
+        calls.append(cmds[-1].seq)
+        if len(calls) == 2:
+            raise RuntimeError("engine host died")
+
+    seq.after_batch.append(hook)
+
+    async def body() -> None:
+        task = asyncio.create_task(seq.run())
+        assert (await seq.execute(deposit(0)))[0] == 1
+        assert (await seq.execute(deposit(1)))[0] == 2  # answered, then the hook failed
+        with pytest.raises(SequencerStopped):
+            await seq.execute(deposit(2))
+        with pytest.raises(RuntimeError, match="engine host died"):
+            await task
+        seq.close()
 
     asyncio.run(body())

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cambio.api.envelope import error, ok
 from cambio.model.commands import AnyCommand
-from cambio.runtime.sequencer import SequencerStopped
+from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 _command = msgspec.json.Decoder(AnyCommand)
@@ -54,6 +54,11 @@ def admin_app(service: ExchangeService, token: str) -> ASGIApp:
             return error(f"EGeneral:Invalid arguments:{exc}")
         try:
             seq, events = await service.sequencer.execute(cmd)
+        except InvalidCommand as exc:
+            return error(f"EGeneral:Invalid arguments:{exc}")
+        except OutcomeUnknown:
+            # journaled before the exchange halted: the restart applies it; do not resend
+            return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
         except SequencerStopped:
             return error("EService:Unavailable")
         return ok({"seq": seq, "events": events})
@@ -74,7 +79,10 @@ def admin_app(service: ExchangeService, token: str) -> ASGIApp:
         )
 
     async def snapshot(request: Request) -> Response:
-        return ok({"seq": await service.snapshot_now()})
+        try:
+            return ok({"seq": await service.snapshot_now()})
+        except SequencerStopped:
+            return error("EService:Unavailable")
 
     app = Starlette(
         routes=[

@@ -67,7 +67,13 @@ def _url(sock: socket.socket) -> str:
 
 
 def _server(app: ASGIApp) -> _Server:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=10,  # a client holding a request open cannot stall a stop
+    )
     return _Server(config)
 
 

@@ -26,6 +26,7 @@ for the same records (see docs/architecture.md): that is why this is a file, not
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -109,7 +110,8 @@ def _map(path: Path) -> mmap.mmap | bytes:
         return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a created, renamed or removed file) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -162,7 +164,7 @@ class Journal:
                         self.truncated_bytes = len(buf)
                         if not self.readonly:
                             path.unlink()
-                            _fsync_dir(self.dir)
+                            fsync_dir(self.dir)
                         continue
                     raise JournalCorrupt(f"{path.name}: not a journal segment (bad magic)")
                 off = len(SEGMENT_MAGIC)
@@ -240,7 +242,7 @@ class Journal:
         data = b"".join((head, _CRC.pack(crc), cmd_bytes, out_bytes))
         if self._fd < 0 or (n and self._size >= self.segment_bytes):
             self._roll(starts_with_commands=n > 0)
-        os.write(self._fd, data)
+        self._write_all(data)
         crashpoint("journal.written")
         os.fdatasync(self._fd)
         crashpoint("journal.synced")
@@ -251,15 +253,34 @@ class Journal:
         if out_n:
             self.outputs_through = out_seq + out_n - 1
 
+    def _write_all(self, data: bytes) -> None:
+        # os.write may write part of the data (a full disk, a file size limit) and still
+        # let fdatasync succeed: a fragment acknowledged as a whole would be cut off as a
+        # torn tail on the next start. So: all of it, or an error and no fragment left.
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(data):
+                wrote = os.write(self._fd, view[done:])
+                if wrote == 0:
+                    raise OSError(errno.ENOSPC, "journal write made no progress")
+                done += wrote
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            raise
+        finally:
+            view.release()
+
     def _roll(self, starts_with_commands: bool) -> None:
         """Open the segment the next write goes to. A new segment is only started by a
         write with commands, and is named after its first command, so names never repeat
         (an event-only write goes to the newest segment, full or not)."""
-        segs = self.segments()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        elif segs and (not starts_with_commands or segs[-1].stat().st_size < self.segment_bytes):
+        elif (segs := self.segments()) and (
+            not starts_with_commands or segs[-1].stat().st_size < self.segment_bytes
+        ):
             self._fd = os.open(segs[-1], os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(self._fd).st_size
             return
@@ -267,7 +288,7 @@ class Journal:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         os.write(self._fd, SEGMENT_MAGIC)
         os.fdatasync(self._fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._size = len(SEGMENT_MAGIC)
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cambio.crashpoints import crashpoint
+from cambio.journal.segments import fsync_dir
 
 MAGIC = b"CAMBIOS1"
 _HEAD = struct.Struct("<8sQ32s")
@@ -53,14 +54,20 @@ class SnapshotStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
         for old in self.paths()[self.keep :]:
             old.unlink()
         return path
+
+    @staticmethod
+    def seq_of(path: Path) -> int:
+        """The seq a snapshot file claims, from its header alone (ValueError if none)."""
+        with path.open("rb") as f:
+            head = f.read(_HEAD.size)
+        if len(head) < _HEAD.size or head[:8] != MAGIC:
+            raise ValueError(f"{path.name}: not a snapshot")
+        seq: int = _HEAD.unpack(head)[1]
+        return seq
 
     @staticmethod
     def read(path: Path) -> tuple[int, bytes]:

@@ -40,6 +40,10 @@ def verify(
     config = data.config()
     problems: list[str] = []
     notes: list[str] = []
+    # listed before the journal is read: beside a live server, a snapshot taken meanwhile
+    # could be past what this read of the journal sees
+    store = SnapshotStore(data.snapshots)
+    snapshots = store.paths() if data.snapshots.exists() else []
     try:
         journal = Journal(data.journal, readonly=True)
     except JournalCorrupt as exc:
@@ -73,8 +77,7 @@ def verify(
 
     replayer = Replayer(journal, host, on_applied=count)
     snapshot_report: dict[str, Any] | None = None
-    store = SnapshotStore(data.snapshots) if data.snapshots.exists() else None
-    for path in store.paths() if store else []:
+    for path in snapshots:
         try:
             seq, body = SnapshotStore.read(path)
             expected = Exchange.restore(config, body).state_hash()

@@ -40,10 +40,14 @@ class Projection:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="projection", daemon=True)
         self._ready = threading.Event()
+        self._open_error: Exception | None = None
 
     def start(self) -> None:
+        """Start the thread once the read models are open (raises if they cannot be)."""
         self._thread.start()
         self._ready.wait()
+        if self._open_error is not None:
+            raise self._open_error
 
     def push(self, cmds: list[Command], results: list[list[Event]]) -> None:
         with self._cond:
@@ -61,9 +65,14 @@ class Projection:
         self._thread.join()
 
     def _run(self) -> None:
-        models = ReadModels(self.url, self.config)
-        self.projected_seq = models.last_seq()
-        self._ready.set()
+        try:
+            models = ReadModels(self.url, self.config)
+            self.projected_seq = models.last_seq()
+        except Exception as exc:
+            self._open_error = exc
+            return
+        finally:
+            self._ready.set()
         try:
             while True:
                 with self._cond:
@@ -75,6 +84,9 @@ class Projection:
                 try:
                     self._project(models, items)
                 except Exception:
+                    if stopping:  # the next start catches up from the journal
+                        log.exception("read model projection failed while stopping")
+                        return
                     log.exception("read model projection failed; retrying from the journal")
                     with self._cond:
                         self._cond.wait(1.0)

@@ -64,7 +64,7 @@ def recover(
     store.remove_partial()
     for path in store.paths():
         with contextlib.suppress(ValueError):
-            seq, _ = store.read(path)
+            seq = store.seq_of(path)
             if seq > journal.last_seq:
                 journal.close()
                 raise JournalCorrupt(

@@ -13,9 +13,12 @@ Two stages connected by a queue, both on the event loop:
 
 A batch's events are journaled with a later write (see cambio.journal.segments). Nothing
 is acknowledged before its command is on disk and the engine has answered it. A failed
-write or a failing engine stops the sequencer for good: every waiting caller gets the
-error, and the process must restart and recover from the journal (an fsync that failed
-cannot be retried safely).
+write, a failing engine or a failing hook stops the sequencer for good, and the process
+must restart and recover from the journal (an fsync that failed cannot be retried
+safely). Callers whose command had reached the journal write get `OutcomeUnknown` (the
+restart decides, and a journaled command is applied then: resending would repeat it);
+callers still queued get `SequencerStopped` (never journaled). A command that cannot be
+journaled at all is refused alone, at `submit`, with `InvalidCommand`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
 
 from cambio.journal.segments import Journal
 from cambio.model.commands import Command
@@ -35,7 +40,20 @@ Result = tuple[int, list[Event]]
 
 
 class SequencerStopped(Exception):
-    """The sequencer is not accepting commands (stopping, or stopped by a failure)."""
+    """The sequencer is not accepting commands (stopping, or stopped by a failure); the
+    command was not journaled and never will be: safe to send again later."""
+
+
+class OutcomeUnknown(SequencerStopped):
+    """The exchange halted after this command reached the journal: it may be (and after
+    the journal write, is) applied when the exchange restarts. Check before resending."""
+
+
+class InvalidCommand(ValueError):
+    """A command that cannot be journaled (e.g. an integer beyond 64 bits)."""
+
+
+_check_encoder = msgspec.msgpack.Encoder()
 
 
 class Sequencer:
@@ -86,6 +104,11 @@ class Sequencer:
     def _enqueue(self, cmd: Command, fut: asyncio.Future[Result] | None) -> None:
         if self._stopping or self.failure is not None:
             raise SequencerStopped(str(self.failure or "the exchange is shutting down"))
+        try:
+            # refused here, alone, rather than failing the journal write of a whole batch
+            _check_encoder.encode(cmd)
+        except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+            raise InvalidCommand(str(exc)) from None
         self._intake.append((cmd, fut))
         self._wake.set()
 
@@ -159,19 +182,28 @@ class Sequencer:
             for (cmd, fut), events in zip(batch, results, strict=True):
                 if fut is not None and not fut.done():
                     fut.set_result((cmd.seq, events))
-            for hook in self.after_batch:
-                hook(cmds, results)
+            try:
+                for hook in self.after_batch:
+                    hook(cmds, results)
+            except BaseException as exc:  # e.g. a snapshot from an engine host that died
+                self._fail(exc, [])
 
     def _fail(
-        self, exc: BaseException, batch: list[tuple[Command, asyncio.Future[Result] | None]]
+        self, exc: BaseException, journaled: list[tuple[Command, asyncio.Future[Result] | None]]
     ) -> None:
+        """Halt: `journaled` commands reached the journal write (their outcome is decided
+        by the restart), queued ones never will."""
         if self.failure is None:
             self.failure = exc
         self._stopping = True
-        pending, self._intake = batch + self._intake, []
-        for _, fut in pending:
+        why = f"exchange halted: {self.failure!r}"
+        for _, fut in journaled:
             if fut is not None and not fut.done():
-                fut.set_exception(SequencerStopped(f"exchange halted: {self.failure!r}"))
+                fut.set_exception(OutcomeUnknown(why))
+        queued, self._intake = self._intake, []
+        for _, fut in queued:
+            if fut is not None and not fut.done():
+                fut.set_exception(SequencerStopped(why))
         self._wake.set()
 
     def stop(self) -> None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from cambio.runtime.projection import Projection
 from cambio.runtime.host import EngineHost, open_host
 from cambio.runtime.recovery import Recovered, recover
-from cambio.runtime.sequencer import Sequencer
+from cambio.runtime.sequencer import Sequencer, SequencerStopped
 
 log = logging.getLogger("cambio.runtime")
 
@@ -113,7 +113,8 @@ class ExchangeService:
         if seq.failure is None:
             await seq.flush_outputs()
             if self._snap_pending is not None:
-                await self._snap_pending
+                with contextlib.suppress(Exception):  # logged when it failed
+                    await self._snap_pending
             if self.recovered.journal.last_seq > self._last_snap_seq:
                 await self.snapshot_now()
         seq.close()
@@ -128,7 +129,10 @@ class ExchangeService:
         assert self.sequencer is not None
         while True:
             await asyncio.sleep(self.options.tick_interval)
-            self.sequencer.submit_nowait(Tick())
+            try:
+                self.sequencer.submit_nowait(Tick())
+            except SequencerStopped:  # shutting down (or halted): no more time to tell
+                return
 
     def _after_batch(self, cmds: list[Command], results: list[list[Event]]) -> None:
         if self._snap_pending is not None:
@@ -159,6 +163,8 @@ class ExchangeService:
     async def snapshot_now(self) -> int:
         """Snapshot the current state (waiting for one in flight first); its seq."""
         assert self.sequencer is not None
+        if self.sequencer.failure is not None:  # the engine's state is not to be trusted
+            raise SequencerStopped(f"exchange halted: {self.sequencer.failure!r}")
         if self._snap_pending is not None:
             await self._snap_pending
         seq = self.sequencer.applied_seq

@@ -33,7 +33,11 @@ class SubprocessHost:
         argv = [python, "-m", "cambio.runtime.host_server"]
         if config_path is not None:
             argv += ["--config", str(config_path)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # its own session: a Ctrl-C meant for the server must not kill the engine before
+        # the server has drained and snapshotted
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+        )
         hello = self._call("hello")
         if hello.get("protocol") != PROTOCOL:
             self.close()

@@ -62,3 +62,42 @@ def test_batches_dropped_under_load_are_filled_from_the_journal(
             assert list(a.execute(text(q))) == list(b.execute(text(q))), table
     with_gaps.close()
     rebuilt.close()
+
+
+def test_a_gap_before_new_batches_is_read_back_first(tmp_path: Path) -> None:
+    data = make_dir(tmp_path)
+    journal_flow(data, 300, record_last=True)
+    journal = Journal(data.journal)
+    items = list(journal.events())
+    models = ReadModels(data.readmodels_url, data.config())
+    models.apply(items[:40])
+    p = Projection(data.readmodels_url, data.config(), journal)
+    p._project(models, items[100:140])  # 41..100 missed (dropped, or before a restart)
+    assert models.last_seq() == 140 and p.projected_seq == 140
+    models.close()
+
+
+def test_unreadable_read_models_fail_the_start_instead_of_hanging(tmp_path: Path) -> None:
+    data = make_dir(tmp_path)
+    data.readmodels.write_bytes(b"this is not a database " * 100)
+    p = Projection(data.readmodels_url, data.config(), Journal(data.journal))
+    with pytest.raises(Exception, match=r"not a database|file is not"):
+        p.start()
+
+
+def test_stop_returns_even_if_the_read_models_keep_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dir(tmp_path)
+    journal_flow(data, 100, record_last=True)
+    journal = Journal(data.journal)
+
+    def broken(self: ReadModels, batch: object) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ReadModels, "apply", broken)
+    p = Projection(data.readmodels_url, data.config(), journal)
+    p.start()
+    time.sleep(0.1)  # it tries, fails, and waits to retry
+    p.stop()  # must return: the next start catches up from the journal
+    assert not p._thread.is_alive()
