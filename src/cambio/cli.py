@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -388,8 +388,8 @@ def rebuild(data_dir: Path) -> None:
 
     Run it with the server stopped (it takes the data directory's lock).
     """
-    from cambio.model.events import Event
     from cambio.runtime.datadir import DataDir, DataDirBusy
+    from cambio.runtime.projection import project_from_journal
     from cambio.store.projector import ReadModels
 
     data = DataDir(data_dir)
@@ -402,18 +402,8 @@ def rebuild(data_dir: Path) -> None:
     journal = _open_journal(data.journal)
     models = ReadModels(data.readmodels_url, data.config())
     models.reset()
-    chunk: list[tuple[int, int, Sequence[Event]]] = []
-    last = 0
     with _progress("rebuilding") as (advance, set_total):
         set_total(journal.outputs_through)
-        for item in journal.events():
-            chunk.append(item)
-            if len(chunk) == 5000:
-                last = models.apply(chunk)
-                advance(len(chunk))
-                chunk = []
-        if chunk:
-            last = models.apply(chunk)
-            advance(len(chunk))
+        last = project_from_journal(models, journal, done=lambda seq, n: advance(n))
     models.close()
     click.echo(json.dumps({"ok": True, "projected_seq": last}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cambio.journal.segments import Journal
 from cambio.model.commands import Command
@@ -103,16 +103,7 @@ class Projection:
         first = items[0][0] if items else self.journal.outputs_through + 1
         if first > last + 1:
             # a gap (dropped under load, or a restart): read it back from the journal
-            chunk: list[Item] = []
-            for item in self.journal.events(last + 1):
-                if item[0] >= first:
-                    break
-                chunk.append(item)
-                if len(chunk) == CATCH_UP_CHUNK:
-                    last = self._apply(models, chunk)
-                    chunk = []
-            if chunk:
-                last = self._apply(models, chunk)
+            last = project_from_journal(models, self.journal, before=first, done=self._done)
         if items and items[0][0] > last + 1:
             # the gap's events are not journaled yet (they ride with the next write); when
             # stopping they never will be (a halted sequencer): the next start catches up
@@ -127,3 +118,33 @@ class Projection:
     def _apply(self, models: ReadModels, items: list[Item]) -> int:
         self.projected_seq = seq = models.apply(items)
         return seq
+
+    def _done(self, seq: int, count: int) -> None:
+        self.projected_seq = seq
+
+
+def project_from_journal(
+    models: ReadModels,
+    journal: Journal,
+    before: int | None = None,
+    done: Callable[[int, int], None] | None = None,
+) -> int:
+    """Project the events the journal recorded after the read models' last seq (up to,
+    not including, `before`), CATCH_UP_CHUNK commands a transaction; `done(seq, n)` after
+    each. Returns the read models' last seq."""
+    last = models.last_seq()
+    chunk: list[Item] = []
+    for item in journal.events(last + 1):
+        if before is not None and item[0] >= before:
+            break
+        chunk.append(item)
+        if len(chunk) == CATCH_UP_CHUNK:
+            last = models.apply(chunk)
+            if done is not None:
+                done(last, len(chunk))
+            chunk = []
+    if chunk:
+        last = models.apply(chunk)
+        if done is not None:
+            done(last, len(chunk))
+    return last
