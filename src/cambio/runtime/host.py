@@ -13,9 +13,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from cambio.engine import Exchange
+from cambio.engine import Exchange, queries
 from cambio.model.commands import Command
 from cambio.model.config import MarketConfig
 from cambio.model.events import Event
@@ -39,6 +39,10 @@ class EngineHost(Protocol):
         """The event hash chain after the last applied command."""
         ...
 
+    def query(self, name: str, *args: Any) -> Any:
+        """A read-only question (cambio.engine.queries), answered as plain data."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -60,6 +64,9 @@ class InProcessHost:
 
     def chain(self) -> str:
         return self.engine.chain()
+
+    def query(self, name: str, *args: Any) -> Any:
+        return queries.answer(self.engine, name, list(args))
 
     def close(self) -> None:
         pass

@@ -9,6 +9,7 @@ Each frame is a 4-byte big-endian length and a msgpack array. Requests are
     snapshot    -> bytes
     state_hash  -> str
     chain       -> str
+    query [n,a] -> any        (a read-only question: cambio.engine.queries.answer(n, a))
     close       -> nil        (the server exits)
 
 Commands and events cross as msgpack bytes that each side decodes with its own types, so

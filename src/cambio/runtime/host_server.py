@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from cambio import __version__
-from cambio.engine import Exchange
+from cambio.engine import Exchange, queries
 from cambio.model.commands import AnyCommand
 from cambio.model.config import load_config
 from cambio.runtime.host_protocol import PROTOCOL, read_frame, write_frame
@@ -43,6 +43,8 @@ def serve(config_path: str | None) -> int:
                 reply = engine.state_hash()
             elif op == "chain":
                 reply = engine.chain()
+            elif op == "query":
+                reply = queries.answer(engine, arg[0], arg[1])
             elif op == "restore":
                 engine = Exchange.restore(config, arg)
             elif op == "hello":

@@ -83,6 +83,9 @@ class SubprocessHost:
     def chain(self) -> str:
         return str(self._call("chain"))
 
+    def query(self, name: str, *args: Any) -> Any:
+        return self._call("query", [name, list(args)])
+
     def close(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProtocolError):

@@ -1,0 +1,63 @@
+"""Read-only questions the API asks of the live engine, answered as plain data.
+
+Balances with their holds, the modes, the visible book: things the event stream does not
+spell out (holds) or that are cheaper to read than to rebuild. Every answer is built from
+ints, strings and lists, so an engine host in another process can send it as msgpack.
+Nothing here changes the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cambio.engine.exchange import Exchange
+
+QUERIES = ("balances", "status", "depth")
+
+
+def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
+    """{asset id: [available, held for orders, held for pending withdrawals]}, for the
+    assets the account holds (asset units)."""
+    a = ex.accounts.get(account)
+    if a is None:
+        return {}
+    withdrawing = [0] * len(ex.config.assets)
+    for w in ex.withdrawals.values():
+        if w.account == account:
+            withdrawing[w.asset] += w.amount + w.fee
+    return {
+        spec.id: [
+            a.avail[spec.index],
+            a.held[spec.index] - withdrawing[spec.index],
+            withdrawing[spec.index],
+        ]
+        for spec in ex.config.assets
+        if a.avail[spec.index] or a.held[spec.index]
+    }
+
+
+def status(ex: Exchange) -> dict[str, Any]:
+    """The global mode, each market's effective mode, each asset's funding switches."""
+    return {
+        "global": ex.global_mode,
+        "markets": {m.spec.id: ex.mode_of(m) for m in ex.markets},
+        "funding": {
+            spec.id: [ex.deposits_on[spec.index], ex.withdrawals_on[spec.index]]
+            for spec in ex.config.assets
+        },
+        "ts": ex.ts,
+    }
+
+
+def depth(ex: Exchange, pair: str, count: int) -> dict[str, list[list[int]]]:
+    """The visible book of `pair` (any of its names), best `count` levels a side:
+    {"bids": [[price, qty], ...], "asks": [...]}."""
+    book = ex.market(pair).book.depth()
+    return {"bids": book["bids"][:count], "asks": book["asks"][:count]}
+
+
+def answer(ex: Exchange, name: str, args: list[Any]) -> Any:
+    """Dispatch a query by name (the host protocol's `query` op)."""
+    if name not in QUERIES:
+        raise ValueError(f"unknown query {name!r}")
+    return globals()[name](ex, *args)
