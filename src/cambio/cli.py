@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cambio import __version__
+from cambio import __version__, admin_cli
 from cambio.model.decimals import format_units
 
 if TYPE_CHECKING:
@@ -407,3 +407,6 @@ def rebuild(data_dir: Path) -> None:
         last = project_from_journal(models, journal, done=lambda seq, n: advance(n))
     models.close()
     click.echo(json.dumps({"ok": True, "projected_seq": last}))
+
+
+main.add_command(admin_cli.admin)

@@ -1,18 +1,28 @@
 """The operator API: loopback only, bearer token from DIR/admin.token (mode 0600).
 
-    POST /v1/commands   a command as JSON ({"type": "deposit", "account": 1, ...}, the
-                        msgspec form of cambio.model.commands); answers once it is
-                        durable and applied: {"seq": n, "events": [[tag, fields...], ...]}
-    GET  /v1/state      applied seq, journal position, state hash, hash chain
-    POST /v1/snapshot   take a snapshot now; its seq
+    POST /v1/commands        a command as JSON ({"type": "deposit", "account": 1, ...}, the
+                             msgspec form of cambio.model.commands); answers once it is
+                             durable and applied: {"seq": n, "events": [[tag, ...], ...]}
+    POST /v1/accounts        {"name", "deposits": {asset: "decimal"}, "permissions": [...]}
+                             -> {"account", "api_key", "api_secret", "deposits": [...]}
+    POST /v1/deposits        {"account": id or name, "asset", "amount": "decimal"}
+    POST /v1/keys            {"account": id or name, "permissions": [...]}
+                             -> {"account", "api_key", "api_secret"}
+    POST /v1/keys/revoke     {"api_key"} -> {"revoked": bool}
+    GET  /v1/state           applied seq, journal position, state hash, hash chain
+    POST /v1/snapshot        take a snapshot now; its seq
 
 Every answer uses Kraken's envelope ({"error": [...], "result": ...}); the sequencer's
-seq and ts overwrite whatever a submitted command carries.
+seq and ts overwrite whatever a submitted command carries. Assets are Kraken ids or
+altnames (XXBT or XBT); amounts are decimal strings.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+import time
+from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -22,11 +32,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cambio.api.envelope import error, ok
-from cambio.model.commands import AnyCommand
+from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError
+from cambio.model.commands import AnyCommand, Command, Deposit
+from cambio.model.decimals import to_units
+from cambio.model.events import CommandRejected
 from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 _command = msgspec.json.Decoder(AnyCommand)
+
+
+class AdminError(Exception):
+    """A request the operator API refuses: answered as EGeneral:Invalid arguments."""
 
 
 class BearerToken:
@@ -45,50 +62,141 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def admin_app(service: ExchangeService, token: str) -> ASGIApp:
-    async def commands(request: Request) -> Response:
+def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
+    config = service.config
+
+    async def execute(cmd: Command) -> tuple[int, list[Any]]:
         assert service.sequencer is not None
+        seq, events = await service.sequencer.execute(cmd)
+        return seq, list(events)
+
+    def account_of(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            found = keys.account_named(value)
+            if found is not None:
+                return found
+        raise AdminError(f"unknown account {value!r}")
+
+    def deposit_command(account: int, asset_name: str, amount: str) -> Deposit:
+        try:
+            asset = config.asset(asset_name)
+        except KeyError:
+            raise AdminError(f"unknown asset {asset_name!r}") from None
+        try:
+            units = to_units(str(amount), asset.units)
+        except ValueError as exc:
+            raise AdminError(f"amount: {exc}") from None
+        ref = f"admin-{account}-{asset.id}-{time.time_ns()}"
+        return Deposit(account=account, asset=asset.id, amount=units, ref=ref)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            value = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            raise AdminError(f"body: {exc}") from None
+        if not isinstance(value, dict):
+            raise AdminError("body must be a JSON object")
+        return value
+
+    def permissions_of(body: dict[str, Any]) -> tuple[str, ...]:
+        value = body.get("permissions") or list(DEFAULT_PERMISSIONS)
+        if isinstance(value, str):
+            value = [p for p in value.split(",") if p]
+        return tuple(str(p) for p in value)
+
+    async def deposit(account: int, asset: str, amount: str) -> dict[str, Any]:
+        seq, events = await execute(deposit_command(account, asset, amount))
+        if events and isinstance(events[0], CommandRejected):
+            raise AdminError(f"deposit refused: {events[0].error}")
+        return {"asset": config.asset(asset).id, "amount": amount, "seq": seq}
+
+    async def create_account(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise AdminError("name: a non-empty string")
+        deposits = body.get("deposits") or {}
+        if not isinstance(deposits, dict):
+            raise AdminError("deposits: an object of asset: amount")
+        permissions = permissions_of(body)
+        for asset, amount in deposits.items():  # all checked before anything changes
+            deposit_command(0, asset, amount)
+        account = keys.create_account(name)
+        key = keys.create_key(account, permissions)
+        done = [await deposit(account, a, amt) for a, amt in deposits.items()]
+        return {
+            "account": account,
+            "api_key": key.api_key,
+            "api_secret": key.secret,
+            "permissions": sorted(key.permissions),
+            "deposits": done,
+        }
+
+    async def create_deposit(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        return await deposit(
+            account_of(body.get("account")), str(body.get("asset")), str(body.get("amount"))
+        )
+
+    async def create_key(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        account = account_of(body.get("account"))
+        key = keys.create_key(account, permissions_of(body))
+        return {"account": account, "api_key": key.api_key, "api_secret": key.secret}
+
+    async def revoke_key(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        return {"revoked": keys.revoke(str(body.get("api_key", "")))}
+
+    async def commands(request: Request) -> dict[str, Any]:
         try:
             cmd = _command.decode(await request.body())
         except msgspec.DecodeError as exc:
-            return error(f"EGeneral:Invalid arguments:{exc}")
-        try:
-            seq, events = await service.sequencer.execute(cmd)
-        except InvalidCommand as exc:
-            return error(f"EGeneral:Invalid arguments:{exc}")
-        except OutcomeUnknown:
-            # journaled before the exchange halted: the restart applies it; do not resend
-            return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
-        except SequencerStopped:
-            return error("EService:Unavailable")
-        return ok({"seq": seq, "events": events})
+            raise AdminError(str(exc)) from None
+        seq, events = await execute(cmd)
+        return {"seq": seq, "events": events}
 
-    async def state(request: Request) -> Response:
+    async def state(request: Request) -> dict[str, Any]:
         assert service.sequencer is not None and service.recovered is not None
         journal = service.recovered.journal
-        return ok(
-            {
-                "applied_seq": service.sequencer.applied_seq,
-                "journal_seq": journal.last_seq,
-                "events_recorded_seq": journal.outputs_through,
-                "projected_seq": service.projection.projected_seq if service.projection else 0,
-                "state_hash": service.host.state_hash(),
-                "chain": service.host.chain(),
-                "group_commits": service.sequencer.batches,
-            }
-        )
+        return {
+            "applied_seq": service.sequencer.applied_seq,
+            "journal_seq": journal.last_seq,
+            "events_recorded_seq": journal.outputs_through,
+            "projected_seq": service.projection.projected_seq if service.projection else 0,
+            "state_hash": service.host.state_hash(),
+            "chain": service.host.chain(),
+            "group_commits": service.sequencer.batches,
+        }
 
-    async def snapshot(request: Request) -> Response:
-        try:
-            return ok({"seq": await service.snapshot_now()})
-        except SequencerStopped:
-            return error("EService:Unavailable")
+    async def snapshot(request: Request) -> dict[str, Any]:
+        return {"seq": await service.snapshot_now()}
+
+    def endpoint(handler: Any) -> Any:
+        async def run(request: Request) -> Response:
+            try:
+                return ok(await handler(request))
+            except (AdminError, KeyStoreError, InvalidCommand) as exc:
+                return error(f"EGeneral:Invalid arguments:{exc}")
+            except OutcomeUnknown:
+                # journaled before the exchange halted: the restart applies it; do not resend
+                return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
+            except SequencerStopped:
+                return error("EService:Unavailable")
+
+        return run
 
     app = Starlette(
         routes=[
-            Route("/v1/commands", commands, methods=["POST"]),
-            Route("/v1/state", state, methods=["GET"]),
-            Route("/v1/snapshot", snapshot, methods=["POST"]),
+            Route("/v1/commands", endpoint(commands), methods=["POST"]),
+            Route("/v1/accounts", endpoint(create_account), methods=["POST"]),
+            Route("/v1/deposits", endpoint(create_deposit), methods=["POST"]),
+            Route("/v1/keys", endpoint(create_key), methods=["POST"]),
+            Route("/v1/keys/revoke", endpoint(revoke_key), methods=["POST"]),
+            Route("/v1/state", endpoint(state), methods=["GET"]),
+            Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
         ]
     )
     return BearerToken(app, token)

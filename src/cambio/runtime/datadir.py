@@ -4,6 +4,7 @@
     DIR/journal/          command journal segments (cambio.journal.segments)
     DIR/snapshots/        engine snapshots (cambio.journal.snapshots)
     DIR/readmodels.db     read models (SQLite; cambio.store)
+    DIR/keys.db           accounts and API keys (cambio.api.keys; mode 0600)
     DIR/serve.json        URLs and process ids of the running `cambio serve`
     DIR/admin.token       the operator API's bearer token (mode 0600)
     DIR/serve.lock        held by the running server, so two never share a journal
@@ -36,6 +37,7 @@ class DataDir:
         self.journal = self.root / "journal"
         self.snapshots = self.root / "snapshots"
         self.readmodels = self.root / "readmodels.db"
+        self.keys = self.root / "keys.db"
         self.serve_json = self.root / "serve.json"
         self.admin_token_path = self.root / "admin.token"
         self._lock: IO[bytes] | None = None
