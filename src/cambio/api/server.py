@@ -27,7 +27,8 @@ from starlette.types import ASGIApp
 
 from cambio import __version__
 from cambio.api.admin import admin_app
-from cambio.api.public import public_app
+from cambio.api.keys import KeyStore
+from cambio.api.kraken.app import kraken_app
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
 
@@ -110,8 +111,9 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     if admin_port is None:
         admin_port = options.port + 1 if options.port else 0
     admin_sock = _bind("127.0.0.1", admin_port)
-    api = _server(public_app(service))
-    admin = _server(admin_app(service, data.admin_token()))
+    keys = KeyStore(data.keys)
+    api = _server(kraken_app(service.config, lambda: service.host, keys))
+    admin = _server(admin_app(service, keys, data.admin_token()))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -152,6 +154,7 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
         code = 1
     stopper.cancel()
     await service.finish()
+    keys.close()
     with contextlib.suppress(FileNotFoundError):
         data.serve_json.unlink()
     data.unlock()

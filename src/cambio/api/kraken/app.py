@@ -1,0 +1,86 @@
+"""The Kraken REST app: ``/0/public/<Method>`` and ``/0/private/<Method>`` at the host root.
+
+Private calls: the API-Key must be known and not revoked, API-Sign must verify over the
+raw body, the nonce must be above the key's last one (checked after the signature, so a
+forger cannot burn nonces), and the key must carry the method's permission. Every error
+is Kraken's string in Kraken's envelope with HTTP 200, because krakenex and
+python-kraken-sdk treat any other status as a transport failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cambio.api.envelope import error, ok
+from cambio.api.keys import KeyStore
+from cambio.api.kraken.auth import signature_ok
+from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.params import BadParams, parse_body
+from cambio.api.kraken.private import PrivateApi
+from cambio.api.kraken.public import PublicApi
+from cambio.model.config import MarketConfig
+from cambio.runtime.host import EngineHost
+
+UNKNOWN_METHOD = "EGeneral:Unknown method"
+
+
+def kraken_app(config: MarketConfig, host: Callable[[], EngineHost], keys: KeyStore) -> Starlette:
+    public = PublicApi(config, host)
+    private = PrivateApi(config, host)
+
+    async def public_call(request: Request) -> Response:
+        method = public.methods.get(request.path_params["method"])
+        if method is None:
+            return error(UNKNOWN_METHOD)
+        params = dict(request.query_params)
+        try:
+            if request.method == "POST":
+                body = await request.body()
+                params.update(parse_body(body, request.headers.get("content-type", "")))
+            return ok(await method(params))
+        except BadParams as exc:
+            return error(f"EGeneral:Invalid arguments:{exc}")
+        except KrakenError as exc:
+            return error(*exc.errors)
+
+    async def private_call(request: Request) -> Response:
+        method = private.methods.get(request.path_params["method"])
+        if method is None:
+            return error(UNKNOWN_METHOD)
+        body = await request.body()
+        try:
+            params = parse_body(body, request.headers.get("content-type", ""))
+        except BadParams as exc:
+            return error(f"EGeneral:Invalid arguments:{exc}")
+        key = keys.get(request.headers.get("API-Key", ""))
+        if key is None:
+            return error("EAPI:Invalid key")
+        raw_nonce = str(params.get("nonce", ""))
+        if not raw_nonce.isdigit() or int(raw_nonce) >= 2**64:
+            return error("EAPI:Invalid nonce")
+        if not signature_ok(
+            request.url.path, raw_nonce, body, key.secret, request.headers.get("API-Sign", "")
+        ):
+            return error("EAPI:Invalid signature")
+        if not keys.accept_nonce(key, int(raw_nonce)):
+            return error("EAPI:Invalid nonce")
+        if method.permission not in key.permissions:
+            return error("EGeneral:Permission denied")
+        try:
+            return ok(await method.run(key.account, params))
+        except BadParams as exc:
+            return error(f"EGeneral:Invalid arguments:{exc}")
+        except KrakenError as exc:
+            return error(*exc.errors)
+
+    return Starlette(
+        routes=[
+            Route("/0/public/{method}", public_call, methods=["GET", "POST"]),
+            Route("/0/private/{method}", private_call, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,56 @@
+"""Request parameters as Kraken's clients really send them.
+
+Private calls are POSTs with a form body (ccxt puts ``nonce`` first, krakenex and
+python-kraken-sdk last; ``; charset=utf-8`` may follow the content type) or a JSON body
+(ccxt and the SDK for batches: nonce as a string); public calls are GETs with a query
+string. Booleans arrive as true/false/True/False/1/0.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+
+class BadParams(ValueError):
+    """The body could not be read as a form or as JSON."""
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    if not body:
+        return {}
+    if "json" in content_type.lower():
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadParams(str(exc)) from None
+        if not isinstance(value, dict):
+            raise BadParams("JSON body must be an object")
+        return value
+    try:
+        return dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError as exc:
+        raise BadParams(str(exc)) from None
+
+
+def flag(params: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise BadParams(f"{name} must be true or false")
+
+
+def names(params: dict[str, Any], name: str) -> list[str]:
+    """A comma-separated list parameter (absent: empty)."""
+    value = params.get(name)
+    if value in (None, ""):
+        return []
+    return [part.strip() for part in str(value).split(",") if part.strip()]
