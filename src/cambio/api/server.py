@@ -29,6 +29,7 @@ from cambio import __version__
 from cambio.api.admin import admin_app
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.app import kraken_app
+from cambio.api.kraken.history import History
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
 
@@ -112,7 +113,8 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
         admin_port = options.port + 1 if options.port else 0
     admin_sock = _bind("127.0.0.1", admin_port)
     keys = KeyStore(data.keys)
-    api = _server(kraken_app(service.config, lambda: service.host, keys))
+    history = History(service.config, data.readmodels_url)
+    api = _server(kraken_app(service, keys, history))
     admin = _server(admin_app(service, keys, data.admin_token()))
 
     loop = asyncio.get_running_loop()
@@ -155,6 +157,7 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     stopper.cancel()
     await service.finish()
     keys.close()
+    history.close()
     with contextlib.suppress(FileNotFoundError):
         data.serve_json.unlink()
     data.unlock()

@@ -63,6 +63,20 @@ class ExchangeService:
         opts = self.options
         return open_host(opts.engine, self.config, self.data.markets, snapshot, opts.engine_python)
 
+    async def execute(self, cmd: Command) -> tuple[int, list[Event]]:
+        """Sequence `cmd`; (seq, events) once it is durable and applied."""
+        assert self.sequencer is not None
+        return await self.sequencer.execute(cmd)
+
+    async def read_models_current(self, timeout: float = 2.0) -> None:
+        """Wait until the read models show every command applied so far, so a query sees
+        the caller's own writes (bounded: under a projection backlog, answer anyway)."""
+        assert self.sequencer is not None and self.projection is not None
+        target = self.sequencer.applied_seq
+        deadline = time.monotonic() + timeout
+        while self.projection.projected_seq < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
     @property
     def host(self) -> EngineHost:
         assert self.recovered is not None

@@ -9,8 +9,6 @@ python-kraken-sdk treat any other status as a transport failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,18 +18,25 @@ from cambio.api.envelope import error, ok
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.auth import signature_ok
 from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.history import History
 from cambio.api.kraken.params import BadParams, parse_body
 from cambio.api.kraken.private import PrivateApi
 from cambio.api.kraken.public import PublicApi
-from cambio.model.config import MarketConfig
 from cambio.runtime.host import EngineHost
+from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
+from cambio.runtime.service import ExchangeService
 
 UNKNOWN_METHOD = "EGeneral:Unknown method"
 
 
-def kraken_app(config: MarketConfig, host: Callable[[], EngineHost], keys: KeyStore) -> Starlette:
+def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> Starlette:
+    config = service.config
+
+    def host() -> EngineHost:
+        return service.host
+
     public = PublicApi(config, host)
-    private = PrivateApi(config, host)
+    private = PrivateApi(config, host, service.execute, service.read_models_current, history)
 
     async def public_call(request: Request) -> Response:
         method = public.methods.get(request.path_params["method"])
@@ -77,6 +82,12 @@ def kraken_app(config: MarketConfig, host: Callable[[], EngineHost], keys: KeySt
             return error(f"EGeneral:Invalid arguments:{exc}")
         except KrakenError as exc:
             return error(*exc.errors)
+        except SequencerStopped as exc:
+            if isinstance(exc, OutcomeUnknown):
+                return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
+            return error("EService:Unavailable")
+        except InvalidCommand as exc:
+            return error(f"EGeneral:Invalid arguments:{exc}")
 
     return Starlette(
         routes=[
