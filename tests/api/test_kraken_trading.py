@@ -152,3 +152,29 @@ def test_ccxt_creates_fetches_and_cancels_orders(market: dict[str, Any]) -> None
     pause()
     balance = ex.fetch_balance()
     assert balance["total"]["BTC"] == 1.05 and balance["total"]["USD"] == 50000 - 3000 - 7.8
+
+
+def test_market_data_shows_the_trades_above(market: dict[str, Any]) -> None:
+    # after the two tests above: 0.2 BTC sold at 50,000 (a market sell), then 0.05 BTC
+    # bought at 60,000 (a market buy)
+    ex = ccxt.kraken({"enableRateLimit": False})
+    ex.urls["api"]["public"] = ex.urls["api"]["private"] = market["info"]["api_url"]
+    ex.load_markets()
+    trades = ex.fetch_trades("BTC/USD")
+    assert [(t["price"], t["amount"], t["side"], t["type"]) for t in trades] == [
+        (50000.0, 0.2, "sell", "market"),
+        (60000.0, 0.05, "buy", "market"),
+    ]
+    assert ex.fetch_trades("BTC/USD", since=trades[1]["timestamp"] + 1) == []
+    ticker = ex.fetch_ticker("BTC/USD")
+    assert (ticker["last"], ticker["high"], ticker["low"]) == (60000.0, 60000.0, 50000.0)
+    assert ticker["baseVolume"] == 0.25 and ticker["vwap"] == 52000.0
+    candles = ex.fetch_ohlcv("BTC/USD", "1m")
+    assert sum(c[5] for c in candles) == 0.25
+    assert max(c[2] for c in candles) == 60000.0 and min(c[3] for c in candles) == 50000.0
+    k = kx(market, "alice")
+    spread = k.query_public("Spread", {"pair": "XBTUSD"})["result"]
+    assert spread["XXBTZUSD"] == []  # the book is empty again: no touch to show
+    assert k.query_public("OHLC", {"pair": "XBTUSD", "interval": 7})["error"] == [
+        "EGeneral:Invalid arguments:interval"
+    ]

@@ -35,7 +35,7 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
     def host() -> EngineHost:
         return service.host
 
-    public = PublicApi(config, host)
+    public = PublicApi(config, host, history, service.read_models_current)
     private = PrivateApi(config, host, service.execute, service.read_models_current, history)
 
     async def public_call(request: Request) -> Response:

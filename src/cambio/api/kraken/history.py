@@ -85,6 +85,45 @@ class History:
         with self.engine.connect() as conn:
             return list(conn.execute(q)), int(conn.scalar(counted) or 0)
 
+    def candles(self, pair: str, interval: int, since: int, limit: int) -> list[Row[Any]]:
+        """The newest `limit` candles of `pair` starting after `since` (s), oldest first."""
+        c = s.ohlc
+        q = (
+            select(c)
+            .where(c.c.pair == pair, c.c.interval == interval, c.c.time > since)
+            .order_by(c.c.time.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return list(reversed(list(conn.execute(q))))
+
+    def public_trades(self, pair: str, since_ns: int, count: int) -> list[Row[Any]]:
+        """Trades of `pair` after `since_ns`, oldest first: one row per trade (the taker's
+        side), with the taker order's type."""
+        t, o = s.trades, s.orders
+        q = (
+            select(t.c.trade_id, t.c.price, t.c.qty, t.c.side, t.c.ts, o.c.ordertype)
+            .join(o, o.c.order_id == t.c.order_id)
+            .where(t.c.pair == pair, t.c.maker.is_(False), t.c.ts > since_ns)
+            .order_by(t.c.trade_id)
+            .limit(count)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
+    def last_trade(self, pair: str) -> tuple[int, int] | None:
+        """(price, qty) of the pair's last trade."""
+        t = s.trades
+        q = (
+            select(t.c.price, t.c.qty)
+            .where(t.c.pair == pair, t.c.maker.is_(False))
+            .order_by(t.c.trade_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else (int(row.price), int(row.qty))
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.history import History
+from cambio.api.kraken.market_data import MarketData
 from cambio.api.kraken.params import names
 from cambio.model.config import AssetSpec, FeeTier, MarketConfig, PairSpec
 from cambio.model.decimals import format_units
@@ -33,9 +35,16 @@ def percent(ppm: int) -> float:
 
 
 class PublicApi:
-    def __init__(self, config: MarketConfig, host: Callable[[], EngineHost]) -> None:
+    def __init__(
+        self,
+        config: MarketConfig,
+        host: Callable[[], EngineHost],
+        history: History,
+        current: Callable[[], Awaitable[None]],
+    ) -> None:
         self.config = config
         self.host = host
+        data = MarketData(config, host, history, current, self.pair)
         usd = config.usd_asset
         self.usd_scale = 10 ** config.assets[usd].decimals if usd >= 0 else 1
         self.methods: dict[str, Public] = {
@@ -44,6 +53,10 @@ class PublicApi:
             "Assets": self.assets,
             "AssetPairs": self.asset_pairs,
             "Depth": self.depth,
+            "Ticker": data.ticker,
+            "OHLC": data.ohlc,
+            "Trades": data.trades,
+            "Spread": data.spread,
         }
 
     def _fees(self, tiers: tuple[FeeTier, ...]) -> list[list[float | int]]:
