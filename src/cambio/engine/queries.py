@@ -12,7 +12,7 @@ from typing import Any
 
 from cambio.engine.exchange import Exchange
 
-QUERIES = ("balances", "status", "depth")
+QUERIES = ("balances", "status", "depth", "volume")
 
 
 def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
@@ -54,6 +54,12 @@ def depth(ex: Exchange, pair: str, count: int) -> dict[str, list[list[int]]]:
     {"bids": [[price, qty], ...], "asks": [...]}."""
     book = ex.market(pair).book.depth()
     return {"bids": book["bids"][:count], "asks": book["asks"][:count]}
+
+
+def volume(ex: Exchange, account: int) -> int:
+    """The account's 30-day traded volume, in units of the fee-volume currency (USD)."""
+    a = ex.accounts.get(account)
+    return a.volume30 if a is not None else 0
 
 
 def answer(ex: Exchange, name: str, args: list[Any]) -> Any:

@@ -124,6 +124,62 @@ class History:
             row = conn.execute(q).first()
         return None if row is None else (int(row.price), int(row.qty))
 
+    def ledger(
+        self,
+        account: int,
+        *,
+        ids: list[int] | None = None,
+        assets: list[str] | None = None,
+        kind: str | None = None,
+        offset: int = 0,
+    ) -> tuple[list[Row[Any]], int]:
+        """The account's ledger entries, newest first (a page of PAGE), and their count."""
+        g = s.ledger
+        where = [g.c.account == account]
+        if ids is not None:
+            where.append(g.c.ledger_id.in_(ids))
+        if assets:
+            where.append(g.c.asset.in_(assets))
+        if kind:
+            where.append(g.c.type == kind)
+        q = select(g).where(*where).order_by(g.c.ledger_id.desc()).offset(offset).limit(PAGE)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q))
+            count = int(conn.scalar(select(func.count()).select_from(g).where(*where)) or 0)
+        return rows, count
+
+    def trades_by_id(self, account: int, ids: list[int]) -> list[Row[Any]]:
+        t, o = s.trades, s.orders
+        q = (
+            select(t, o.c.ordertype)
+            .join(o, o.c.order_id == t.c.order_id)
+            .where(t.c.account == account, t.c.trade_id.in_(ids))
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
+    def ledger_entry(self, row: Row[Any]) -> dict[str, Any]:
+        asset = self.config.asset(row.asset)
+        return {
+            "refid": format_id("T", row.ref_id) if row.type == "trade" else row.ref,
+            "time": seconds(row.ts),
+            "type": row.type,
+            "subtype": "",
+            "aclass": "currency",
+            "asset": row.asset,
+            "amount": format_units(row.amount, asset.units, asset.decimals),
+            "fee": format_units(row.fee, asset.units, asset.decimals),
+            "balance": format_units(row.balance, asset.units, asset.decimals),
+        }
+
+    def order_pair(self, account: int, order_id: int, cl_ord_id: str | None) -> str | None:
+        o = s.orders
+        where = [o.c.account == account]
+        where.append(o.c.cl_ord_id == cl_ord_id if cl_ord_id else o.c.order_id == order_id)
+        with self.engine.connect() as conn:
+            pair = conn.scalar(select(o.c.pair).where(*where).order_by(o.c.order_id.desc()))
+        return None if pair is None else str(pair)
+
     def close(self) -> None:
         self.engine.dispose()
 

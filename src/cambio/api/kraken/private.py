@@ -8,6 +8,7 @@ show every command applied so far: a client sees its own orders at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +17,16 @@ from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.history import CLOSED, OPEN, PAGE, History
 from cambio.api.kraken.orders import add_order, invalid
 from cambio.api.kraken.params import flag, names
-from cambio.model.commands import CancelAll, CancelOrder, Command
-from cambio.model.config import MarketConfig
-from cambio.model.decimals import format_units
+from cambio.api.kraken.public import rfc3339
+from cambio.model.commands import AmendOrder, CancelAll, CancelAllAfter, CancelOrder, Command
+from cambio.model.config import FeeTier, MarketConfig
+from cambio.model.decimals import DecimalFormatError, format_units, to_units
 from cambio.model.events import (
     CommandRejected,
+    DeadManSwitch,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderClosed,
     OrderRejected,
 )
@@ -66,6 +70,12 @@ class PrivateApi:
             "ClosedOrders": Method(orders, self.closed_orders),
             "QueryOrders": Method(orders, self.query_orders),
             "TradesHistory": Method(orders, self.trades_history),
+            "QueryTrades": Method(orders, self.query_trades),
+            "Ledgers": Method(funds, self.ledgers),
+            "QueryLedgers": Method(funds, self.query_ledgers),
+            "TradeVolume": Method(funds, self.trade_volume),
+            "AmendOrder": Method(trade, self.amend_order),
+            "CancelAllOrdersAfter": Method(trade, self.cancel_all_after),
         }
 
     # ------------------------------------------------------------------ funds
@@ -187,3 +197,137 @@ class PrivateApi:
             "trades": {format_id("T", r.trade_id): self.history.trade(r) for r in rows},
             "count": count,
         }
+
+    async def query_trades(self, account: int, params: Params) -> Any:
+        wanted = names(params, "txid")
+        if not wanted or len(wanted) > 20:
+            raise invalid("txid")
+        ids = {txid: _parse(txid, "T", "EGeneral:Invalid arguments:txid") for txid in wanted}
+        await self.current()
+        rows = {r.trade_id: r for r in self.history.trades_by_id(account, list(ids.values()))}
+        return {txid: self.history.trade(rows[i]) for txid, i in ids.items() if i in rows}
+
+    async def ledgers(self, account: int, params: Params) -> Any:
+        assets = [self._asset_id(a) for a in names(params, "asset") if a.lower() != "all"]
+        kind = str(params.get("type") or "all").lower()
+        try:
+            offset = int(params.get("ofs") or 0)
+        except ValueError:
+            raise invalid("ofs") from None
+        await self.current()
+        rows, count = self.history.ledger(
+            account, assets=assets, kind=None if kind == "all" else kind, offset=offset
+        )
+        entries = {format_id("L", r.ledger_id): self.history.ledger_entry(r) for r in rows}
+        return {"ledger": entries, "count": count}
+
+    async def query_ledgers(self, account: int, params: Params) -> Any:
+        wanted = names(params, "id")
+        if not wanted or len(wanted) > 20:
+            raise invalid("id")
+        ids = {lid: _parse(lid, "L", "EGeneral:Invalid arguments:id") for lid in wanted}
+        await self.current()
+        rows, _ = self.history.ledger(account, ids=list(ids.values()))
+        found = {r.ledger_id: self.history.ledger_entry(r) for r in rows}
+        return {lid: found[i] for lid, i in ids.items() if i in found}
+
+    def _asset_id(self, name: str) -> str:
+        try:
+            return self.config.asset(name).id
+        except KeyError:
+            raise KrakenError("EQuery:Unknown asset") from None
+
+    async def trade_volume(self, account: int, params: Params) -> Any:
+        """30-day USD volume and, per asked pair, the tier's fee and the next tier."""
+        usd = self.config.assets[self.config.usd_asset]
+        volume = int(self.host().query("volume", account))
+        fees: dict[str, Any] = {}
+        fees_maker: dict[str, Any] = {}
+        for name in names(params, "pair"):
+            try:
+                pair = self.config.pair(name)
+            except KeyError:
+                raise KrakenError("EQuery:Unknown asset pair") from None
+            fees[pair.id] = _tier(pair.taker_tiers, volume, usd.decimals)
+            fees_maker[pair.id] = _tier(pair.maker_tiers, volume, usd.decimals)
+        out: dict[str, Any] = {
+            "currency": usd.id,
+            "volume": format_units(volume, usd.decimals),
+        }
+        if fees:
+            out |= {"fees": fees, "fees_maker": fees_maker}
+        return out
+
+    async def amend_order(self, account: int, params: Params) -> Any:
+        cl_ord_id = params.get("cl_ord_id") or None
+        order_id = 0
+        if cl_ord_id is None:
+            order_id = _parse(str(params.get("txid") or ""), "O", "EOrder:Unknown order")
+        await self.current()
+        pair_id = self.history.order_pair(account, order_id, cl_ord_id)
+        if pair_id is None:
+            raise KrakenError("EOrder:Unknown order")
+        pair = self.config.pair(pair_id)
+        fields: dict[str, int] = {}
+        for name, decimals in (
+            ("order_qty", pair.lot_decimals),
+            ("display_qty", pair.lot_decimals),
+            ("limit_price", pair.pair_decimals),
+            ("trigger_price", pair.pair_decimals),
+        ):
+            if params.get(name) not in (None, ""):
+                try:
+                    fields[name] = to_units(str(params[name]), decimals)
+                except DecimalFormatError:
+                    raise invalid(name) from None
+                if fields[name] <= 0:
+                    raise invalid(name)
+        cmd = AmendOrder(
+            account=account,
+            order_id=order_id,
+            cl_ord_id=None if cl_ord_id is None else str(cl_ord_id),
+            post_only=flag(params, "post_only"),
+            **fields,
+        )
+        events = await self._run(cmd)
+        amended = [ev for ev in events if isinstance(ev, OrderAmended)]
+        if not amended:
+            raise KrakenError("EOrder:Unknown order")
+        return {"amend_id": format_id("A", amended[0].amend_id)}
+
+    async def cancel_all_after(self, account: int, params: Params) -> Any:
+        try:
+            timeout = int(str(params.get("timeout", "")))
+        except ValueError:
+            raise invalid("timeout") from None
+        if not 0 <= timeout < 86400:
+            raise invalid("timeout")
+        events = await self._run(CancelAllAfter(account=account, timeout_s=timeout))
+        armed = [ev.trigger_ts for ev in events if isinstance(ev, DeadManSwitch)]
+        now = rfc3339(time.time_ns())
+        return {"currentTime": now, "triggerTime": rfc3339(armed[0]) if armed and armed[0] else "0"}
+
+
+def _parse(text: str, prefix: str, error: str) -> int:
+    try:
+        return parse_id(prefix, text)
+    except ValueError:
+        raise KrakenError(error) from None
+
+
+def _tier(tiers: tuple[FeeTier, ...], volume: int, usd_decimals: int) -> dict[str, Any]:
+    """Kraken's fee-tier object: percents as strings with 4 decimals, volumes in USD."""
+    current = max((t for t in tiers if t.volume <= volume), key=lambda t: t.volume)
+    nxt = min((t for t in tiers if t.volume > volume), key=lambda t: t.volume, default=None)
+
+    def pct(ppm: int) -> str:
+        return format_units(ppm, 4)  # ppm = 10^-4 percent
+
+    return {
+        "fee": pct(current.ppm),
+        "minfee": pct(min(t.ppm for t in tiers)),
+        "maxfee": pct(max(t.ppm for t in tiers)),
+        "nextfee": None if nxt is None else pct(nxt.ppm),
+        "nextvolume": None if nxt is None else format_units(nxt.volume, usd_decimals),
+        "tiervolume": format_units(current.volume, usd_decimals),
+    }
