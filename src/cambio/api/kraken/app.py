@@ -12,21 +12,25 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from cambio.api.envelope import error, ok
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.auth import signature_ok
 from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.feed import Feed
 from cambio.api.kraken.history import History
 from cambio.api.kraken.params import BadParams, parse_body
 from cambio.api.kraken.private import PrivateApi
 from cambio.api.kraken.public import PublicApi
+from cambio.api.kraken.tokens import LIFETIME_S, Tokens
+from cambio.api.kraken.ws import WsApi
 from cambio.runtime.host import EngineHost
 from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 UNKNOWN_METHOD = "EGeneral:Unknown method"
+TOKEN_METHOD = "GetWebSocketsToken"
 
 
 def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> Starlette:
@@ -36,7 +40,12 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
         return service.host
 
     public = PublicApi(config, host, history, service.read_models_current)
+    tokens = Tokens()
     private = PrivateApi(config, host, service.execute, service.read_models_current, history)
+    feed = Feed(config, host)
+    assert service.sequencer is not None
+    service.sequencer.after_batch.append(feed.on_batch)
+    ws = WsApi(service, feed, tokens, history)
 
     async def public_call(request: Request) -> Response:
         method = public.methods.get(request.path_params["method"])
@@ -54,8 +63,9 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
             return error(*exc.errors)
 
     async def private_call(request: Request) -> Response:
-        method = private.methods.get(request.path_params["method"])
-        if method is None:
+        name = request.path_params["method"]
+        method = private.methods.get(name)
+        if method is None and name != TOKEN_METHOD:
             return error(UNKNOWN_METHOD)
         body = await request.body()
         try:
@@ -74,6 +84,8 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
             return error("EAPI:Invalid signature")
         if not keys.accept_nonce(key, int(raw_nonce)):
             return error("EAPI:Invalid nonce")
+        if method is None:  # GetWebSocketsToken: the token carries the key's permissions
+            return ok({"token": tokens.issue(key.account, key.permissions), "expires": LIFETIME_S})
         if method.permission not in key.permissions:
             return error("EGeneral:Permission denied")
         try:
@@ -93,5 +105,6 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
         routes=[
             Route("/0/public/{method}", public_call, methods=["GET", "POST"]),
             Route("/0/private/{method}", private_call, methods=["POST"]),
+            WebSocketRoute("/v2", ws.endpoint),
         ]
     )

@@ -1,0 +1,463 @@
+"""Kraken's WebSocket API v2 at ``/v2``: public and private channels and trading methods on
+one endpoint (private requests carry a token from REST GetWebSocketsToken).
+
+Every request is answered with its ``req_id`` echoed (ccxt resolves its futures by it),
+``success``, ``time_in`` and ``time_out``; an error is a string. Channels: status (sent on
+connect and on every change), book (snapshot, then diffs with the CRC32 checksum),
+trade, ticker, instrument; private executions and balances. Methods: ping, subscribe,
+unsubscribe, add_order, amend_order, cancel_order, cancel_all, cancel_all_orders_after.
+Orders placed here go through the same parameter checks as REST AddOrder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.feed import Feed, Subscriber
+from cambio.api.kraken.history import OPEN, History
+from cambio.api.kraken.orders import add_order
+from cambio.api.kraken.params import BadParams
+from cambio.api.kraken.tokens import Tokens
+from cambio.api.kraken.wsformat import number, timestamp
+from cambio.model.commands import AmendOrder, CancelAll, CancelAllAfter, CancelOrder, Command
+from cambio.model.config import PairSpec
+from cambio.model.decimals import DecimalFormatError, to_units
+from cambio.model.events import (
+    CommandRejected,
+    DeadManSwitch,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderClosed,
+    OrderRejected,
+)
+from cambio.model.ids import format_id, parse_id
+from cambio.runtime.sequencer import SequencerStopped
+from cambio.runtime.service import ExchangeService
+
+DEPTHS = (10, 25, 100, 500, 1000)
+PUBLIC = ("book", "trade", "ticker", "instrument", "status")
+PRIVATE = ("executions", "balances")
+_ids = itertools.count(1)
+
+
+class Refused(Exception):
+    """A request answered with success false and this error string."""
+
+
+class WsApi:
+    def __init__(
+        self, service: ExchangeService, feed: Feed, tokens: Tokens, history: History
+    ) -> None:
+        self.service = service
+        self.feed = feed
+        self.tokens = tokens
+        self.history = history
+        self.config = service.config
+
+    # ------------------------------------------------------------------ connection
+    async def endpoint(self, ws: WebSocket) -> None:
+        await ws.accept()
+        sub = Subscriber(next(_ids))
+        sender = asyncio.create_task(self._send_loop(ws, sub))
+        status = {**self.feed.status(), "connection_id": sub.connection_id, "version": "2.0.0"}
+        sub.send({"channel": "status", "type": "update", "data": [status]})
+        self.feed.status_subscribers.add(sub)
+        try:
+            while not sub.closed:
+                text = await ws.receive_text()
+                await self._handle(sub, text)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.feed.forget(sub)
+            sub.drop()
+            with contextlib.suppress(Exception):
+                await sender
+
+    async def _send_loop(self, ws: WebSocket, sub: Subscriber) -> None:
+        try:
+            while (message := await sub.outbox.get()) is not None:
+                await ws.send_text(message.decode())
+        except Exception:  # the peer went away
+            sub.drop()
+            return
+        with contextlib.suppress(Exception):
+            await ws.close(code=1008 if sub.closed else 1000)
+
+    # ------------------------------------------------------------------ requests
+    async def _handle(self, sub: Subscriber, text: str) -> None:
+        time_in = timestamp(time.time_ns())
+        try:
+            request = json.loads(text)
+            if not isinstance(request, dict):
+                raise ValueError
+        except ValueError:
+            sub.send(
+                {
+                    "error": "Malformed request",
+                    "success": False,
+                    "time_in": time_in,
+                    "time_out": timestamp(time.time_ns()),
+                }
+            )
+            return
+        method = request.get("method")
+        params = request.get("params") or {}
+        head: dict[str, Any] = {"method": method}
+        if "req_id" in request:
+            head["req_id"] = request["req_id"]
+
+        def reply(result: Any = None, error: str | None = None) -> None:
+            msg = dict(head)
+            if error is None:
+                msg |= {"result": result, "success": True}
+            else:
+                msg |= {"error": error, "success": False}
+            msg |= {"time_in": time_in, "time_out": timestamp(time.time_ns())}
+            sub.send(msg)
+
+        try:
+            if method == "ping":
+                sub.send(
+                    {
+                        **head,
+                        "method": "pong",
+                        "time_in": time_in,
+                        "time_out": timestamp(time.time_ns()),
+                    }
+                )
+            elif method in ("subscribe", "unsubscribe"):
+                await self._subscription(sub, method, params, reply)
+            elif method in TRADING:
+                account = self._authorize(params, "trade", sub)
+                for result in await getattr(self, TRADING[method])(account, params):
+                    reply(result)
+            else:
+                reply(error=f"Unsupported method: {method}")
+        except Refused as exc:
+            reply(error=str(exc))
+        except KrakenError as exc:
+            reply(error=", ".join(exc.errors))
+        except (BadParams, DecimalFormatError, ValueError, TypeError) as exc:
+            reply(error=f"EGeneral:Invalid arguments:{exc}")
+        except SequencerStopped:
+            reply(error="EService:Unavailable")
+
+    def _authorize(self, params: dict[str, Any], permission: str, sub: Subscriber) -> int:
+        """The account a request's token stands for. A token that opened a private
+        subscription stays good on its connection after 15 minutes, as on Kraken."""
+        token = str(params.get("token") or "")
+        found = self.tokens.check(token)
+        if found is None and sub.grant is not None and token == sub.token:
+            found = sub.grant
+        if found is None:
+            raise Refused("EAPI:Invalid token")
+        if permission not in found.permissions:
+            raise Refused("EGeneral:Permission denied")
+        if sub.grant is None:
+            sub.token, sub.grant = token, found
+        return found.account
+
+    def _pair(self, symbol: Any) -> PairSpec:
+        p = self.feed.by_symbol.get(str(symbol))
+        if p is None:
+            raise Refused(f"Currency pair not supported {symbol}")
+        return p
+
+    async def _subscription(
+        self, sub: Subscriber, method: str, params: dict[str, Any], reply: Any
+    ) -> None:
+        channel = params.get("channel")
+        if channel not in PUBLIC + PRIVATE:
+            raise Refused("Subscription name invalid")
+        on = method == "subscribe"
+        if channel in PRIVATE:
+            permission = "query_orders" if channel == "executions" else "query_funds"
+            account = self._authorize(params, permission, sub)
+            table = self.feed.executions if channel == "executions" else self.feed.balances
+            (table[account].add if on else table[account].discard)(sub)
+            result: dict[str, Any] = {"channel": channel}
+            if channel == "executions" and on:
+                result["maxratecount"] = 180
+            reply(result)
+            if on and params.get("snapshot", params.get("snap_orders", True)):
+                await self._private_snapshot(sub, channel, account)
+            return
+        if channel == "status":
+            reply({"channel": "status"})
+            return
+        if channel == "instrument":
+            reply({"channel": "instrument", "snapshot": True})
+            if on:
+                sub.send({"channel": "instrument", "type": "snapshot", "data": self._instruments()})
+            return
+        symbols = params.get("symbol")
+        if not isinstance(symbols, list) or not symbols:
+            raise Refused("EGeneral:Invalid arguments:symbol")
+        pairs = [self._pair(s) for s in symbols]
+        depth = int(params.get("depth", 10))
+        if channel == "book" and depth not in DEPTHS:
+            raise Refused("Subscription depth not supported")
+        for p in pairs:
+            result = {"channel": channel, "symbol": p.symbol}
+            if channel == "book":
+                result |= {"depth": depth, "snapshot": params.get("snapshot", True)}
+                if on:
+                    self.feed.books[p.index][sub] = depth
+                else:
+                    self.feed.books[p.index].pop(sub, None)
+            else:
+                table = self.feed.trades if channel == "trade" else self.feed.tickers
+                (table[p.index].add if on else table[p.index].discard)(sub)
+                result["snapshot"] = params.get("snapshot", channel == "ticker")
+            reply(result)
+            if on and result["snapshot"]:
+                await self._public_snapshot(sub, channel, p, depth)
+
+    async def _public_snapshot(
+        self, sub: Subscriber, channel: str, p: PairSpec, depth: int
+    ) -> None:
+        if channel == "book":
+            data = [self.feed.book_snapshot(p, depth)]
+        elif channel == "ticker":
+            await self.service.read_models_current()
+            last = self.history.last_trade(p.id)
+            entry = self.feed.ticker(p)
+            if last is not None:
+                entry["last"] = number(last[0], p.pair_decimals)
+            data = [entry]
+        else:
+            await self.service.read_models_current()
+            rows = self.history.public_trades(p.id, 0, 1_000_000)[-50:]
+            data = [
+                {
+                    "symbol": p.symbol,
+                    "side": r.side,
+                    "price": number(r.price, p.pair_decimals),
+                    "qty": number(r.qty, p.lot_decimals),
+                    "ord_type": "market" if r.ordertype == "market" else "limit",
+                    "trade_id": r.trade_id,
+                    "timestamp": timestamp(r.ts),
+                }
+                for r in rows
+            ]
+        sub.send({"channel": channel, "type": "snapshot", "data": data})
+
+    async def _private_snapshot(self, sub: Subscriber, channel: str, account: int) -> None:
+        if channel == "balances":
+            data: list[dict[str, Any]] = self.feed.balance_snapshot(account)
+        else:
+            await self.service.read_models_current()
+            rows, _ = self.history.orders(account, OPEN)
+            data = []
+            for r in rows:
+                p = self.config.pair(r.pair)
+                data.append(
+                    {
+                        "order_id": format_id("O", r.order_id),
+                        "symbol": p.symbol,
+                        "side": r.side,
+                        "order_type": r.ordertype,
+                        "order_qty": number(r.qty, p.lot_decimals),
+                        "limit_price": number(r.price, p.pair_decimals),
+                        "cum_qty": number(r.filled, p.lot_decimals),
+                        "order_status": "new" if r.filled == 0 else "partially_filled",
+                        "order_userref": r.userref or 0,
+                        "exec_type": "new",
+                        "timestamp": timestamp(r.opened_ts),
+                    }
+                )
+        sub.sequence += 1
+        sub.send({"channel": channel, "type": "snapshot", "data": data, "sequence": sub.sequence})
+
+    def _instruments(self) -> dict[str, Any]:
+        funding = self.service.host.query("status")["funding"]
+        modes = self.service.host.query("status")["markets"]
+        assets = [
+            {
+                "id": a.symbol,
+                "status": "enabled" if all(funding[a.id]) else "depositonly",
+                "precision": a.decimals,
+                "precision_display": a.display_decimals,
+                "borrowable": False,
+                "collateral_value": 1.0,
+                "margin_rate": 0.0,
+            }
+            for a in self.config.assets
+        ]
+        pairs = []
+        for p in self.config.pairs:
+            base, quote = self.config.assets[p.base], self.config.assets[p.quote]
+            pairs.append(
+                {
+                    "symbol": p.symbol,
+                    "base": base.symbol,
+                    "quote": quote.symbol,
+                    "status": modes[p.id],
+                    "qty_precision": p.lot_decimals,
+                    "qty_increment": number(1, p.lot_decimals),
+                    "price_precision": p.pair_decimals,
+                    "price_increment": number(p.tick, p.pair_decimals),
+                    "cost_precision": p.cost_decimals,
+                    "cost_min": p.costmin_text,
+                    "qty_min": p.ordermin_text,
+                    "marginable": False,
+                    "has_index": False,
+                }
+            )
+        return {"assets": assets, "pairs": pairs}
+
+    # ------------------------------------------------------------------ trading
+    async def _run(self, cmd: Command) -> list[Event]:
+        _, events = await self.service.execute(cmd)
+        for ev in events:
+            if isinstance(ev, OrderRejected | CommandRejected):
+                raise Refused(ev.error)
+        return events
+
+    async def add_order(self, account: int, params: dict[str, Any]) -> list[Any]:
+        rest = _rest_params(params)
+        cmd, _ = add_order(self.config, account, rest)
+        events = await self._run(cmd)
+        accepted = [ev for ev in events if isinstance(ev, OrderAccepted)]
+        result: dict[str, Any] = {
+            "order_id": format_id("O", accepted[0].order_id) if accepted else ""
+        }
+        if params.get("cl_ord_id"):
+            result["cl_ord_id"] = params["cl_ord_id"]
+        if params.get("order_userref") is not None:
+            result["order_userref"] = params["order_userref"]
+        return [result]
+
+    async def cancel_order(self, account: int, params: dict[str, Any]) -> list[Any]:
+        out = []
+        for order_id in params.get("order_id") or []:
+            try:
+                oid = parse_id("O", str(order_id))
+            except ValueError:
+                raise Refused("EOrder:Unknown order") from None
+            await self._run(CancelOrder(account=account, order_id=oid))
+            out.append({"order_id": order_id})
+        for cl_ord_id in params.get("cl_ord_id") or []:
+            await self._run(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
+            out.append({"cl_ord_id": cl_ord_id})
+        for userref in params.get("order_userref") or []:
+            await self._run(CancelOrder(account=account, userref=int(userref)))
+            out.append({"order_userref": userref})
+        if not out:
+            raise Refused("EGeneral:Invalid arguments:order_id")
+        return out
+
+    async def cancel_all(self, account: int, params: dict[str, Any]) -> list[Any]:
+        events = await self._run(CancelAll(account=account))
+        return [{"count": sum(isinstance(ev, OrderClosed) for ev in events)}]
+
+    async def cancel_after(self, account: int, params: dict[str, Any]) -> list[Any]:
+        timeout = int(params.get("timeout", -1))
+        if not 0 <= timeout < 86400:
+            raise Refused("EGeneral:Invalid arguments:timeout")
+        events = await self._run(CancelAllAfter(account=account, timeout_s=timeout))
+        armed = [ev.trigger_ts for ev in events if isinstance(ev, DeadManSwitch)]
+        trigger = timestamp(armed[0]) if armed and armed[0] else "0"
+        return [{"currentTime": timestamp(time.time_ns()), "triggerTime": trigger}]
+
+    async def amend_order(self, account: int, params: dict[str, Any]) -> list[Any]:
+        order_id = 0
+        if params.get("order_id"):
+            try:
+                order_id = parse_id("O", str(params["order_id"]))
+            except ValueError:
+                raise Refused("EOrder:Unknown order") from None
+        cl_ord_id = params.get("cl_ord_id") or None
+        await self.service.read_models_current()
+        pair_id = self.history.order_pair(account, order_id, cl_ord_id)
+        if pair_id is None:
+            raise Refused("EOrder:Unknown order")
+        p = self.config.pair(pair_id)
+        fields = {
+            name: to_units(str(params[name]), dp)
+            for name, dp in (
+                ("order_qty", p.lot_decimals),
+                ("display_qty", p.lot_decimals),
+                ("limit_price", p.pair_decimals),
+                ("trigger_price", p.pair_decimals),
+            )
+            if params.get(name) is not None
+        }
+        cmd = AmendOrder(
+            account=account,
+            order_id=order_id,
+            cl_ord_id=cl_ord_id,
+            post_only=bool(params.get("post_only", False)),
+            **fields,
+        )
+        events = await self._run(cmd)
+        amended = [ev for ev in events if isinstance(ev, OrderAmended)]
+        if not amended:
+            raise Refused("EOrder:Unknown order")
+        result = {
+            "amend_id": format_id("A", amended[0].amend_id),
+            "order_id": format_id("O", amended[0].order_id),
+        }
+        return [result]
+
+
+TRADING = {
+    "add_order": "add_order",
+    "cancel_order": "cancel_order",
+    "cancel_all": "cancel_all",
+    "cancel_all_orders_after": "cancel_after",
+    "amend_order": "amend_order",
+}
+
+
+def _text(value: Any) -> str:
+    """A JSON number or string as decimal text (floats keep their shortest repr)."""
+    return value if isinstance(value, str) else repr(value)
+
+
+def _rest_params(p: dict[str, Any]) -> dict[str, Any]:
+    """WebSocket add_order fields as REST AddOrder parameters."""
+    rest: dict[str, Any] = {
+        "pair": p.get("symbol", ""),
+        "type": p.get("side", ""),
+        "ordertype": p.get("order_type", ""),
+        "volume": _text(p.get("order_qty", "")),
+        "timeinforce": p.get("time_in_force", "gtc"),
+        "validate": bool(p.get("validate", False)),
+    }
+    ordertype = str(rest["ordertype"])
+    trigger = (p.get("triggers") or {}).get("price")
+    if ordertype in ("limit", "iceberg") and p.get("limit_price") is not None:
+        rest["price"] = _text(p["limit_price"])
+    elif trigger is not None:
+        rest["price"] = _text(trigger)
+        if p.get("limit_price") is not None:
+            rest["price2"] = _text(p["limit_price"])
+    flags = []
+    if p.get("post_only"):
+        flags.append("post")
+    if p.get("fee_preference") == "base":
+        flags.append("fcib")
+    if p.get("no_mpp"):
+        flags.append("nompp")
+    if flags:
+        rest["oflags"] = ",".join(flags)
+    if p.get("display_qty") is not None:
+        rest["displayvol"] = _text(p["display_qty"])
+    if p.get("order_userref") is not None:
+        rest["userref"] = p["order_userref"]
+    if p.get("cl_ord_id"):
+        rest["cl_ord_id"] = p["cl_ord_id"]
+    if p.get("stp_type"):
+        rest["stptype"] = str(p["stp_type"]).replace("_", "-")
+    return rest
