@@ -113,13 +113,17 @@ class PublicApi:
         return out
 
     async def asset_pairs(self, params: Params) -> Any:
-        wanted = [self.pair(n) for n in names(params, "pair")] or list(self.config.pairs)
+        asked = names(params, "pair")
+        wanted = [self.pair(n) for n in asked] or list(self.config.pairs)
+        # keyed by id, except a pair asked for in the v2 slash form ("BTC/USD"), which Kraken
+        # echoes (python-kraken-sdk's order book looks its pair up by that key)
+        keys = {p.id: n if "/" in n else p.id for p, n in zip(wanted, asked, strict=False)}
         modes = self.host().query("status")["markets"]
         assets = self.config.assets
         usd = assets[self.config.usd_asset].id if self.config.usd_asset >= 0 else "ZUSD"
         out = {}
         for p in wanted:
-            out[p.id] = {
+            out[keys.get(p.id, p.id)] = {
                 "altname": p.altname,
                 "wsname": p.wsname,
                 "aclass_base": "currency",
