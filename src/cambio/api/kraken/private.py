@@ -8,7 +8,6 @@ show every command applied so far: a client sees its own orders at once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,17 +17,14 @@ from cambio.api.kraken.history import CLOSED, OPEN, PAGE, History
 from cambio.api.kraken.orders import add_order, invalid
 from cambio.api.kraken.params import flag, names
 from cambio.api.kraken.public import rfc3339
-from cambio.model.commands import AmendOrder, CancelAll, CancelAllAfter, CancelOrder, Command
+from cambio.api.kraken.trading import Trading
+from cambio.model.commands import CancelAll, CancelOrder, Command
 from cambio.model.config import FeeTier, MarketConfig
-from cambio.model.decimals import DecimalFormatError, format_units, to_units
+from cambio.model.decimals import format_units
 from cambio.model.events import (
-    CommandRejected,
-    DeadManSwitch,
     Event,
     OrderAccepted,
-    OrderAmended,
     OrderClosed,
-    OrderRejected,
 )
 from cambio.model.ids import format_id, parse_id
 from cambio.runtime.host import EngineHost
@@ -59,6 +55,7 @@ class PrivateApi:
         self.execute = execute
         self.current = read_models_current
         self.history = history
+        self.trading = Trading(config, execute, read_models_current, history)
         funds, orders, trade = "query_funds", "query_orders", "trade"
         self.methods: dict[str, Method] = {
             "Balance": Method(funds, self.balance),
@@ -96,16 +93,9 @@ class PrivateApi:
         }
 
     # ------------------------------------------------------------------ trading
-    async def _run(self, cmd: Command) -> list[Event]:
-        _, events = await self.execute(cmd)
-        for ev in events:
-            if isinstance(ev, OrderRejected | CommandRejected):
-                raise KrakenError(ev.error)
-        return events
-
     async def add_order(self, account: int, params: Params) -> Any:
         cmd, text = add_order(self.config, account, params)
-        events = await self._run(cmd)
+        events = await self.trading.run(cmd)
         accepted = [ev for ev in events if isinstance(ev, OrderAccepted)]
         if not accepted:  # validate=true: checked, nothing placed, no txid
             return {"descr": {"order": text}}
@@ -123,11 +113,11 @@ class PrivateApi:
                 cmd = CancelOrder(account=account, order_id=parse_id("O", txid))
             except ValueError:
                 raise KrakenError("EOrder:Unknown order") from None
-        events = await self._run(cmd)
+        events = await self.trading.run(cmd)
         return {"count": sum(isinstance(ev, OrderClosed) for ev in events)}
 
     async def cancel_all(self, account: int, params: Params) -> Any:
-        events = await self._run(CancelAll(account=account))
+        events = await self.trading.run(CancelAll(account=account))
         return {"count": sum(isinstance(ev, OrderClosed) for ev in events)}
 
     # ------------------------------------------------------------------ queries
@@ -263,49 +253,18 @@ class PrivateApi:
         order_id = 0
         if cl_ord_id is None:
             order_id = _parse(str(params.get("txid") or ""), "O", "EOrder:Unknown order")
-        await self.current()
-        pair_id = self.history.order_pair(account, order_id, cl_ord_id)
-        if pair_id is None:
-            raise KrakenError("EOrder:Unknown order")
-        pair = self.config.pair(pair_id)
-        fields: dict[str, int] = {}
-        for name, decimals in (
-            ("order_qty", pair.lot_decimals),
-            ("display_qty", pair.lot_decimals),
-            ("limit_price", pair.pair_decimals),
-            ("trigger_price", pair.pair_decimals),
-        ):
-            if params.get(name) not in (None, ""):
-                try:
-                    fields[name] = to_units(str(params[name]), decimals)
-                except DecimalFormatError:
-                    raise invalid(name) from None
-                if fields[name] <= 0:
-                    raise invalid(name)
-        cmd = AmendOrder(
-            account=account,
-            order_id=order_id,
-            cl_ord_id=None if cl_ord_id is None else str(cl_ord_id),
-            post_only=flag(params, "post_only"),
-            **fields,
+        amended = await self.trading.amend(
+            account,
+            order_id,
+            None if cl_ord_id is None else str(cl_ord_id),
+            params,
+            flag(params, "post_only"),
         )
-        events = await self._run(cmd)
-        amended = [ev for ev in events if isinstance(ev, OrderAmended)]
-        if not amended:
-            raise KrakenError("EOrder:Unknown order")
-        return {"amend_id": format_id("A", amended[0].amend_id)}
+        return {"amend_id": format_id("A", amended.amend_id)}
 
     async def cancel_all_after(self, account: int, params: Params) -> Any:
-        try:
-            timeout = int(str(params.get("timeout", "")))
-        except ValueError:
-            raise invalid("timeout") from None
-        if not 0 <= timeout < 86400:
-            raise invalid("timeout")
-        events = await self._run(CancelAllAfter(account=account, timeout_s=timeout))
-        armed = [ev.trigger_ts for ev in events if isinstance(ev, DeadManSwitch)]
-        now = rfc3339(time.time_ns())
-        return {"currentTime": now, "triggerTime": rfc3339(armed[0]) if armed and armed[0] else "0"}
+        now, trigger = await self.trading.cancel_all_after(account, params.get("timeout", ""))
+        return {"currentTime": rfc3339(now), "triggerTime": rfc3339(trigger) if trigger else "0"}
 
 
 def _parse(text: str, prefix: str, error: str) -> int:

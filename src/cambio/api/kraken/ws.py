@@ -26,18 +26,14 @@ from cambio.api.kraken.history import OPEN, History
 from cambio.api.kraken.orders import add_order
 from cambio.api.kraken.params import BadParams
 from cambio.api.kraken.tokens import Tokens
+from cambio.api.kraken.trading import Trading
 from cambio.api.kraken.wsformat import number, timestamp
-from cambio.model.commands import AmendOrder, CancelAll, CancelAllAfter, CancelOrder, Command
+from cambio.model.commands import CancelAll, CancelOrder
 from cambio.model.config import PairSpec
-from cambio.model.decimals import DecimalFormatError, to_units
+from cambio.model.decimals import DecimalFormatError
 from cambio.model.events import (
-    CommandRejected,
-    DeadManSwitch,
-    Event,
     OrderAccepted,
-    OrderAmended,
     OrderClosed,
-    OrderRejected,
 )
 from cambio.model.ids import format_id, parse_id
 from cambio.runtime.sequencer import SequencerStopped
@@ -62,6 +58,9 @@ class WsApi:
         self.tokens = tokens
         self.history = history
         self.config = service.config
+        self.trading = Trading(
+            service.config, service.execute, service.read_models_current, history
+        )
 
     # ------------------------------------------------------------------ connection
     async def endpoint(self, ws: WebSocket) -> None:
@@ -317,17 +316,10 @@ class WsApi:
         return {"assets": assets, "pairs": pairs}
 
     # ------------------------------------------------------------------ trading
-    async def _run(self, cmd: Command) -> list[Event]:
-        _, events = await self.service.execute(cmd)
-        for ev in events:
-            if isinstance(ev, OrderRejected | CommandRejected):
-                raise Refused(ev.error)
-        return events
-
     async def add_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         rest = _rest_params(params)
         cmd, _ = add_order(self.config, account, rest)
-        events = await self._run(cmd)
+        events = await self.trading.run(cmd)
         accepted = [ev for ev in events if isinstance(ev, OrderAccepted)]
         result: dict[str, Any] = {
             "order_id": format_id("O", accepted[0].order_id) if accepted else ""
@@ -345,30 +337,27 @@ class WsApi:
                 oid = parse_id("O", str(order_id))
             except ValueError:
                 raise Refused("EOrder:Unknown order") from None
-            await self._run(CancelOrder(account=account, order_id=oid))
+            await self.trading.run(CancelOrder(account=account, order_id=oid))
             out.append({"order_id": order_id})
         for cl_ord_id in params.get("cl_ord_id") or []:
-            await self._run(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
+            await self.trading.run(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
             out.append({"cl_ord_id": cl_ord_id})
         for userref in params.get("order_userref") or []:
-            await self._run(CancelOrder(account=account, userref=int(userref)))
+            await self.trading.run(CancelOrder(account=account, userref=int(userref)))
             out.append({"order_userref": userref})
         if not out:
             raise Refused("EGeneral:Invalid arguments:order_id")
         return out
 
     async def cancel_all(self, account: int, params: dict[str, Any]) -> list[Any]:
-        events = await self._run(CancelAll(account=account))
+        events = await self.trading.run(CancelAll(account=account))
         return [{"count": sum(isinstance(ev, OrderClosed) for ev in events)}]
 
     async def cancel_after(self, account: int, params: dict[str, Any]) -> list[Any]:
-        timeout = int(params.get("timeout", -1))
-        if not 0 <= timeout < 86400:
-            raise Refused("EGeneral:Invalid arguments:timeout")
-        events = await self._run(CancelAllAfter(account=account, timeout_s=timeout))
-        armed = [ev.trigger_ts for ev in events if isinstance(ev, DeadManSwitch)]
-        trigger = timestamp(armed[0]) if armed and armed[0] else "0"
-        return [{"currentTime": timestamp(time.time_ns()), "triggerTime": trigger}]
+        now, trigger = await self.trading.cancel_all_after(account, params.get("timeout", ""))
+        return [
+            {"currentTime": timestamp(now), "triggerTime": timestamp(trigger) if trigger else "0"}
+        ]
 
     async def amend_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         order_id = 0
@@ -378,37 +367,15 @@ class WsApi:
             except ValueError:
                 raise Refused("EOrder:Unknown order") from None
         cl_ord_id = params.get("cl_ord_id") or None
-        await self.service.read_models_current()
-        pair_id = self.history.order_pair(account, order_id, cl_ord_id)
-        if pair_id is None:
-            raise Refused("EOrder:Unknown order")
-        p = self.config.pair(pair_id)
-        fields = {
-            name: to_units(str(params[name]), dp)
-            for name, dp in (
-                ("order_qty", p.lot_decimals),
-                ("display_qty", p.lot_decimals),
-                ("limit_price", p.pair_decimals),
-                ("trigger_price", p.pair_decimals),
-            )
-            if params.get(name) is not None
-        }
-        cmd = AmendOrder(
-            account=account,
-            order_id=order_id,
-            cl_ord_id=cl_ord_id,
-            post_only=bool(params.get("post_only", False)),
-            **fields,
+        amended = await self.trading.amend(
+            account, order_id, cl_ord_id, params, bool(params.get("post_only", False))
         )
-        events = await self._run(cmd)
-        amended = [ev for ev in events if isinstance(ev, OrderAmended)]
-        if not amended:
-            raise Refused("EOrder:Unknown order")
-        result = {
-            "amend_id": format_id("A", amended[0].amend_id),
-            "order_id": format_id("O", amended[0].order_id),
-        }
-        return [result]
+        return [
+            {
+                "amend_id": format_id("A", amended.amend_id),
+                "order_id": format_id("O", amended.order_id),
+            }
+        ]
 
 
 TRADING = {
