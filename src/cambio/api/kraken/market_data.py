@@ -13,7 +13,7 @@ from typing import Any
 
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.history import History
-from cambio.api.kraken.params import names
+from cambio.api.kraken.params import integer, names
 from cambio.model.config import MarketConfig, PairSpec
 from cambio.model.decimals import format_units
 from cambio.runtime.host import EngineHost
@@ -21,16 +21,6 @@ from cambio.runtime.host import EngineHost
 Params = dict[str, Any]
 INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)
 NS_CURSOR = 10**15  # a `since` above this is a nanosecond cursor, below it Unix seconds
-
-
-def _int(params: Params, name: str, default: int) -> int:
-    value = params.get(name)
-    if value in (None, ""):
-        return default
-    try:
-        return int(str(value).split(".")[0])
-    except ValueError:
-        raise KrakenError(f"EGeneral:Invalid arguments:{name}") from None
 
 
 class MarketData:
@@ -56,11 +46,12 @@ class MarketData:
 
     async def ohlc(self, params: Params) -> Any:
         p = self.pair(str(params.get("pair") or ""))
-        interval = _int(params, "interval", 1)
+        interval = integer(params, "interval", 1, fraction_ok=True)
         if interval not in INTERVALS:
             raise KrakenError("EGeneral:Invalid arguments:interval")
+        since = integer(params, "since", 0, fraction_ok=True)
         await self.current()
-        rows = self.history.candles(p.id, interval, _int(params, "since", 0), 720)
+        rows = self.history.candles(p.id, interval, since, 720)
         out = [
             [
                 r.time,
@@ -74,13 +65,16 @@ class MarketData:
             ]
             for r in rows
         ]
-        return {p.id: out, "last": rows[-1].time if rows else _int(params, "since", 0)}
+        return {
+            p.id: out,
+            "last": rows[-1].time if rows else since,
+        }
 
     async def trades(self, params: Params) -> Any:
         p = self.pair(str(params.get("pair") or ""))
-        since = _int(params, "since", 0)
+        since = integer(params, "since", 0, fraction_ok=True)
         since_ns = since if since > NS_CURSOR else since * 1_000_000_000
-        count = max(1, min(_int(params, "count", 1000), 1000))
+        count = max(1, min(integer(params, "count", 1000, fraction_ok=True), 1000))
         await self.current()
         rows = self.history.public_trades(p.id, since_ns, count)
         out = [

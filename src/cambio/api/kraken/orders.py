@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from cambio.api.kraken.errors import KrakenError
-from cambio.api.kraken.params import flag, names
+from cambio.api.kraken.params import flag, names, optional_integer
 from cambio.model.commands import (
     BUY,
     FOK,
@@ -108,16 +108,9 @@ def add_order(config: MarketConfig, account: int, p: dict[str, Any]) -> tuple[Ad
     stp = str(p.get("stptype", STP_CANCEL_NEWEST))
     if stp not in STPS:
         raise invalid("stptype")
-    userref = p.get("userref")
-    if userref not in (None, ""):
-        try:
-            userref = int(userref)
-        except (TypeError, ValueError):
-            raise invalid("userref") from None
-        if not -INT32 <= userref < INT32:
-            raise invalid("userref")
-    else:
-        userref = None
+    userref = optional_integer(p, "userref")
+    if userref is not None and not -INT32 <= userref < INT32:
+        raise invalid("userref")
     cl_ord_id = p.get("cl_ord_id") or None
     if cl_ord_id is not None and userref is not None:
         raise invalid("cl_ord_id and userref are exclusive")

@@ -48,6 +48,24 @@ def flag(params: dict[str, Any], name: str, default: bool = False) -> bool:
     raise BadParams(f"{name} must be true or false")
 
 
+def optional_integer(params: dict[str, Any], name: str, *, fraction_ok: bool = False) -> int | None:
+    """An integer parameter, None when absent or empty. With `fraction_ok`, a decimal
+    such as "1700000000.25" counts by its whole part (times sent with a fraction)."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(str(value).split(".")[0]) if fraction_ok else int(value)
+    except (TypeError, ValueError):
+        raise BadParams(name) from None
+
+
+def integer(params: dict[str, Any], name: str, default: int, *, fraction_ok: bool = False) -> int:
+    """An integer parameter, `default` when absent or empty."""
+    value = optional_integer(params, name, fraction_ok=fraction_ok)
+    return default if value is None else value
+
+
 def names(params: dict[str, Any], name: str) -> list[str]:
     """A comma-separated list parameter (absent: empty)."""
     value = params.get(name)

@@ -15,7 +15,7 @@ from typing import Any
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.history import CLOSED, OPEN, PAGE, History
 from cambio.api.kraken.orders import add_order, invalid
-from cambio.api.kraken.params import flag, names
+from cambio.api.kraken.params import flag, integer, names, optional_integer
 from cambio.api.kraken.public import rfc3339
 from cambio.api.kraken.trading import Trading
 from cambio.model.commands import CancelAll, CancelOrder, Command
@@ -123,11 +123,9 @@ class PrivateApi:
     # ------------------------------------------------------------------ queries
     def _filters(self, params: Params) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if params.get("userref") not in (None, ""):
-            try:
-                out["userref"] = int(params["userref"])
-            except (TypeError, ValueError):
-                raise invalid("userref") from None
+        userref = optional_integer(params, "userref")
+        if userref is not None:
+            out["userref"] = userref
         if params.get("cl_ord_id"):
             out["cl_ord_id"] = str(params["cl_ord_id"])
         return out
@@ -148,10 +146,7 @@ class PrivateApi:
 
     async def closed_orders(self, account: int, params: Params) -> Any:
         await self.current()
-        try:
-            offset = int(params.get("ofs") or 0)
-        except ValueError:
-            raise invalid("ofs") from None
+        offset = integer(params, "ofs", 0)
         rows, count = self.history.orders(
             account, CLOSED, offset=offset, limit=PAGE, **self._filters(params)
         )
@@ -178,10 +173,7 @@ class PrivateApi:
 
     async def trades_history(self, account: int, params: Params) -> Any:
         await self.current()
-        try:
-            offset = int(params.get("ofs") or 0)
-        except ValueError:
-            raise invalid("ofs") from None
+        offset = integer(params, "ofs", 0)
         rows, count = self.history.trades(account, offset)
         return {
             "trades": {format_id("T", r.trade_id): self.history.trade(r) for r in rows},
@@ -200,10 +192,7 @@ class PrivateApi:
     async def ledgers(self, account: int, params: Params) -> Any:
         assets = [self._asset_id(a) for a in names(params, "asset") if a.lower() != "all"]
         kind = str(params.get("type") or "all").lower()
-        try:
-            offset = int(params.get("ofs") or 0)
-        except ValueError:
-            raise invalid("ofs") from None
+        offset = integer(params, "ofs", 0)
         await self.current()
         rows, count = self.history.ledger(
             account, assets=assets, kind=None if kind == "all" else kind, offset=offset
