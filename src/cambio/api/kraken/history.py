@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, select
 
+from cambio.api.kraken.orders import describe
 from cambio.model.config import MarketConfig, PairSpec
 from cambio.model.decimals import format_units
 from cambio.model.ids import format_id
@@ -201,13 +202,7 @@ class History:
         price = format_units(row.price, pair.pair_decimals)
         price2 = format_units(row.price2, pair.pair_decimals)
         vol = format_units(row.qty, pair.lot_decimals)
-        words = row.ordertype.replace("-limit", "").replace("-", " ")
-        text = f"{row.side} {vol} {pair.altname} @ " + (
-            "market"
-            if row.ordertype == "market"
-            else f"{words} {price}"
-            + (f" -> limit {price2}" if row.ordertype.endswith("-limit") else "")
-        )
+        text = describe(pair, row.side, row.ordertype, vol, price, price2)
         flags = ["fcib" if row.fee_in_base else "fciq"] + (["post"] if row.post_only else [])
         out: dict[str, Any] = {
             "refid": None,

@@ -144,7 +144,15 @@ def add_order(config: MarketConfig, account: int, p: dict[str, Any]) -> tuple[Ad
         validate=flag(p, "validate"),
         **fields,
     )
-    return cmd, describe(pair, side, ordertype, str(p["volume"]), p.get("price"), p.get("price2"))
+    text = describe(
+        pair,
+        "buy" if side == BUY else "sell",
+        ordertype,
+        _fixed(p["volume"], pair.lot_decimals),
+        _fixed(p.get("price"), pair.pair_decimals),
+        _fixed(p.get("price2"), pair.pair_decimals),
+    )
+    return cmd, text
 
 
 def _fixed(text: Any, decimals: int) -> str:
@@ -157,16 +165,14 @@ def _fixed(text: Any, decimals: int) -> str:
 
 
 def describe(
-    pair: PairSpec, side: int, ordertype: str, volume: str, price: Any, price2: Any
+    pair: PairSpec, side: str, ordertype: str, volume: str, price: str, price2: str
 ) -> str:
-    """Kraken's ``descr.order``: "buy 1.25000000 XBTUSD @ limit 37500.0"."""
-    vol = _fixed(volume, pair.lot_decimals)
-    price, price2 = _fixed(price, pair.pair_decimals), _fixed(price2, pair.pair_decimals)
-    head = f"{'buy' if side == BUY else 'sell'} {vol} {pair.altname} @ "
-    words = ordertype.replace("-limit", "").replace("-", " ")
+    """Kraken's ``descr.order`` from the order's formatted fields, the grammar ccxt parses:
+    "buy 1.25000000 XBTUSD @ limit 37500.0", "sell 0.1 XBTUSD @ stop loss 30000.0 ->
+    limit 29900.0", "buy 0.5 XBTUSD @ market"."""
+    head = f"{side} {volume} {pair.altname} @ "
     if ordertype == "market":
         return head + "market"
-    if ordertype in ("limit", "iceberg"):
-        return head + f"{ordertype} {price}"
-    text = head + f"{words} {price}"
-    return text + (f" -> limit {price2}" if ordertype.endswith("-limit") else "")
+    words = ordertype.replace("-limit", "").replace("-", " ")
+    limit = f" -> limit {price2}" if ordertype.endswith("-limit") else ""
+    return f"{head}{words} {price}{limit}"
