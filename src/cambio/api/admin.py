@@ -31,12 +31,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cambio.api.envelope import error, ok
+from cambio.api.envelope import error, halted, ok
 from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError
 from cambio.model.commands import AnyCommand, Command, Deposit
 from cambio.model.decimals import to_units
 from cambio.model.events import CommandRejected
-from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
+from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 _command = msgspec.json.Decoder(AnyCommand)
@@ -180,11 +180,8 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
                 return ok(await handler(request))
             except (AdminError, KeyStoreError, InvalidCommand) as exc:
                 return error(f"EGeneral:Invalid arguments:{exc}")
-            except OutcomeUnknown:
-                # journaled before the exchange halted: the restart applies it; do not resend
-                return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
-            except SequencerStopped:
-                return error("EService:Unavailable")
+            except SequencerStopped as exc:
+                return error(*halted(exc))
 
         return run
 

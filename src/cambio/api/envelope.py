@@ -11,6 +11,8 @@ from typing import Any
 import msgspec
 from starlette.responses import Response
 
+from cambio.runtime.sequencer import OutcomeUnknown, SequencerStopped
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -19,6 +21,15 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return _encoder.encode(content)
+
+
+def halted(exc: SequencerStopped) -> list[str]:
+    """Kraken's errors for a command the exchange could not take: unavailable, and, when
+    the command had reached the journal before the halt, that its outcome is decided by
+    the restart (resending it would repeat it)."""
+    if isinstance(exc, OutcomeUnknown):
+        return ["EService:Unavailable", "EGeneral:Outcome unknown:journaled"]
+    return ["EService:Unavailable"]
 
 
 def ok(result: Any) -> JSON:

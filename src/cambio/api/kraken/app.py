@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from cambio.api.envelope import error, ok
+from cambio.api.envelope import error, halted, ok
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.auth import signature_ok
 from cambio.api.kraken.errors import KrakenError
@@ -26,7 +26,7 @@ from cambio.api.kraken.public import PublicApi
 from cambio.api.kraken.tokens import LIFETIME_S, Tokens
 from cambio.api.kraken.ws import WsApi
 from cambio.runtime.host import EngineHost
-from cambio.runtime.sequencer import InvalidCommand, OutcomeUnknown, SequencerStopped
+from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 UNKNOWN_METHOD = "EGeneral:Unknown method"
@@ -95,9 +95,7 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
         except KrakenError as exc:
             return error(*exc.errors)
         except SequencerStopped as exc:
-            if isinstance(exc, OutcomeUnknown):
-                return error("EService:Unavailable", "EGeneral:Outcome unknown:journaled")
-            return error("EService:Unavailable")
+            return error(*halted(exc))
         except InvalidCommand as exc:
             return error(f"EGeneral:Invalid arguments:{exc}")
 

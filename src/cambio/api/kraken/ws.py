@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from cambio.api.envelope import halted
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.feed import Feed, Subscriber
 from cambio.api.kraken.history import OPEN, History
@@ -148,8 +149,8 @@ class WsApi:
             reply(error=", ".join(exc.errors))
         except (BadParams, DecimalFormatError, ValueError, TypeError) as exc:
             reply(error=f"EGeneral:Invalid arguments:{exc}")
-        except SequencerStopped:
-            reply(error="EService:Unavailable")
+        except SequencerStopped as exc:
+            reply(error=", ".join(halted(exc)))
 
     def _authorize(self, params: dict[str, Any], permission: str, sub: Subscriber) -> int:
         """The account a request's token stands for. A token that opened a private
