@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -66,3 +67,11 @@ def test_help_and_version() -> None:
     assert "cambio demo" in run("--help")
     assert "--seed" in run("demo", "--help")
     assert run("version").strip() == f"cambio {__version__}"
+
+
+def test_offline_tools_refuse_a_directory_that_is_not_a_data_directory(tmp_path: Path) -> None:
+    for tool in ("verify", "replay", "rebuild"):
+        result = CliRunner().invoke(main, [tool, "--data", str(tmp_path / "nothing")])
+        assert result.exit_code == 1, (tool, result.output)
+        assert "is not a cambio data directory" in result.output
+    assert not (tmp_path / "nothing").exists()  # and none of them created it

@@ -33,6 +33,7 @@ from cambio.model.decimals import format_units
 
 if TYPE_CHECKING:
     from cambio.journal.segments import Journal
+    from cambio.runtime.datadir import DataDir
 
 HELP = """cambio: a deterministic, journal-driven crypto exchange.
 
@@ -73,6 +74,16 @@ ENGINE_PYTHON_OPTION = click.option(
     show_default="this interpreter",
     help="With --engine subprocess: the Python (virtualenv) whose cambio engine to run.",
 )
+
+
+def _existing(data_dir: Path) -> DataDir:
+    """The data directory at `data_dir`, which must exist (tools never create one)."""
+    from cambio.runtime.datadir import DataDir
+
+    data = DataDir(data_dir)
+    if not data.exists():
+        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    return data
 
 
 def _open_journal(path: Path) -> Journal:
@@ -329,11 +340,8 @@ def verify(data_dir: Path) -> None:
     server. A progress bar is drawn on a terminal.
     """
     from cambio.runtime.audit import verify as run_verify
-    from cambio.runtime.datadir import DataDir
 
-    data = DataDir(data_dir)
-    if not data.exists():
-        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    data = _existing(data_dir)
     with _progress("verifying") as (advance, set_total):
         report = run_verify(data, progress=advance, total=set_total)
     click.echo(json.dumps(report, indent=2))
@@ -353,13 +361,10 @@ def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     commands, seconds, commands_per_s, state_hash, chain and any mismatches
     between the recorded events and the replayed ones (exit 1 if any).
     """
-    from cambio.runtime.datadir import DataDir
     from cambio.runtime.host import open_host
     from cambio.runtime.replay import Replayer
 
-    data = DataDir(data_dir)
-    if not data.exists():
-        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    data = _existing(data_dir)
     journal = _open_journal(data.journal)
     host = open_host(engine, data.config(), data.markets, python=engine_python)
     replayer = Replayer(journal, host)
@@ -388,13 +393,11 @@ def rebuild(data_dir: Path) -> None:
 
     Run it with the server stopped (it takes the data directory's lock).
     """
-    from cambio.runtime.datadir import DataDir, DataDirBusy
+    from cambio.runtime.datadir import DataDirBusy
     from cambio.runtime.projection import project_from_journal
     from cambio.store.projector import ReadModels
 
-    data = DataDir(data_dir)
-    if not data.exists():
-        raise click.ClickException(f"{data_dir} is not a cambio data directory")
+    data = _existing(data_dir)
     try:
         data.lock()
     except DataDirBusy as exc:
