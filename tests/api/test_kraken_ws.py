@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import ccxt.pro as ccxtpro
+import httpx
 import pytest
 import websockets
 from test_kraken_rest import Krakenex, admin
@@ -27,7 +28,7 @@ def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         taker = admin(data, "account", "create", "taker", "--deposit", "USD=1000000",
                       "--deposit", "XBT=100")  # fmt: skip
         ws = info["api_url"].replace("http://", "ws://") + "/v2"
-        yield {"info": info, "maker": maker, "taker": taker, "ws": ws}
+        yield {"info": info, "maker": maker, "taker": taker, "ws": ws, "data": data}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -181,3 +182,27 @@ def test_ccxt_pro_watches_and_trades_over_the_socket(venue: dict[str, Any]) -> N
             await ex.close()
 
     asyncio.run(run())
+
+
+def test_status_is_pushed_when_the_exchange_mode_changes(venue: dict[str, Any]) -> None:
+    token = (venue["data"] / "admin.token").read_text().strip()
+
+    def set_mode(mode: str) -> None:
+        reply = httpx.post(
+            venue["info"]["admin_url"] + "/v1/commands",
+            json={"type": "set_global_mode", "mode": mode},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert reply["error"] == [], reply
+
+    async def run() -> list[str]:
+        async with websockets.connect(venue["ws"]) as sock:
+            first = await next_message(sock, "status")
+            seen = [first["data"][0]["system"]]
+            await asyncio.to_thread(set_mode, "cancel_only")
+            seen.append((await next_message(sock, "status"))["data"][0]["system"])
+            await asyncio.to_thread(set_mode, "online")
+            seen.append((await next_message(sock, "status"))["data"][0]["system"])
+            return seen
+
+    assert asyncio.run(run()) == ["online", "cancel_only", "online"]

@@ -25,9 +25,11 @@ from cambio.model.config import MarketConfig, PairSpec
 from cambio.model.events import (
     Deposited,
     Event,
+    GlobalModeChanged,
     OrderAccepted,
     OrderAmended,
     OrderClosed,
+    OrderTriggered,
     Trade,
     Transferred,
     WithdrawalCompleted,
@@ -37,6 +39,8 @@ from cambio.model.events import (
 from cambio.model.ids import format_id
 from cambio.runtime.host import EngineHost
 
+# the events after which the visible book may differ
+BOOK_EVENTS = (OrderAccepted, OrderClosed, OrderAmended, OrderTriggered, Trade)
 OUTBOX = 10_000  # messages a subscriber may fall behind before it is disconnected
 MAX_DEPTH = 1000
 _encoder = msgspec.json.Encoder()
@@ -85,7 +89,6 @@ class Feed:
         self.balances: dict[int, set[Subscriber]] = defaultdict(set)
         self.last_book: dict[int, tuple[Levels, Levels]] = {}
         self.status_subscribers: set[Subscriber] = set()
-        self.last_status = ""
 
     # ------------------------------------------------------------------ subscribing
     def forget(self, sub: Subscriber) -> None:
@@ -125,12 +128,17 @@ class Feed:
         private: dict[int, list[dict[str, Any]]] = defaultdict(list)
         fills: dict[int, list[dict[str, Any]]] = defaultdict(list)
         moved: set[int] = set()
+        book_may_change = mode_changed = False
         for events in results:
             for ev in events:
+                kind = type(ev)
+                book_may_change = book_may_change or kind in BOOK_EVENTS
+                mode_changed = mode_changed or kind is GlobalModeChanged
                 self._route(ev, now, trades, private, fills, moved)
-        for pair, subs in self.books.items():
-            if subs:
-                self._publish_book(self.config.pairs[pair], subs, now)
+        if book_may_change:  # not for ticks, deposits, ...: no depth queries for nothing
+            for pair, subs in self.books.items():
+                if subs:
+                    self._publish_book(self.config.pairs[pair], subs, now)
         for pair, pair_trades in trades.items():
             self._publish_trades(self.config.pairs[pair], pair_trades, now)
         for account, entries in private.items():
@@ -140,13 +148,10 @@ class Feed:
         for account in moved:
             if self.balances.get(account):
                 self._publish_balances(account, now)
-        if self.status_subscribers:
-            status = self.status()
-            if status["system"] != self.last_status:
-                self.last_status = status["system"]
-                msg = {"channel": "status", "type": "update", "data": [status]}
-                for sub in list(self.status_subscribers):
-                    sub.send(msg)
+        if mode_changed and self.status_subscribers:
+            msg = {"channel": "status", "type": "update", "data": [self.status()]}
+            for sub in list(self.status_subscribers):
+                sub.send(msg)
 
     def _route(
         self,
