@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from cambio.engine.snapshot import Snapshot, StateDoc
+from cambio.engine.snapshot import StateDoc
 from cambio.model.events import Deposited, Event, WithdrawalCompleted
 
 
@@ -32,10 +32,6 @@ class Flows(msgspec.Struct):
                 self.deposited[ev.asset] = self.deposited.get(ev.asset, 0) + ev.amount
             elif type(ev) is WithdrawalCompleted:
                 self.withdrawn[ev.asset] = self.withdrawn.get(ev.asset, 0) + ev.amount
-
-
-def state_of(snapshot: bytes) -> StateDoc:
-    return msgspec.msgpack.decode(snapshot, type=Snapshot).state
 
 
 def check(
