@@ -206,3 +206,20 @@ def test_status_is_pushed_when_the_exchange_mode_changes(venue: dict[str, Any]) 
             return seen
 
     assert asyncio.run(run()) == ["online", "cancel_only", "online"]
+
+
+def test_trade_snapshot_is_the_newest_trades_oldest_first(venue: dict[str, Any]) -> None:
+    rest = kx(venue, "maker").query_public("Trades", {"pair": "XBTUSD"})["result"]["XXBTZUSD"]
+    assert rest, "the tests above traded"
+
+    async def run() -> list[dict[str, Any]]:
+        async with websockets.connect(venue["ws"]) as sock:
+            await next_message(sock, "status")
+            await sock.send(json.dumps({"method": "subscribe", "params": {
+                "channel": "trade", "symbol": ["BTC/USD"], "snapshot": True}}))  # fmt: skip
+            data: list[dict[str, Any]] = (await next_message(sock, "trade"))["data"]
+            return data
+
+    snapshot = asyncio.run(run())
+    assert [t["trade_id"] for t in snapshot] == [row[6] for row in rest][-50:]
+    assert [t["price"] for t in snapshot] == [row[0] for row in rest][-50:]

@@ -98,19 +98,23 @@ class History:
         with self.engine.connect() as conn:
             return list(reversed(list(conn.execute(q))))
 
-    def public_trades(self, pair: str, since_ns: int, count: int) -> list[Row[Any]]:
+    def public_trades(
+        self, pair: str, since_ns: int, count: int, *, newest: bool = False
+    ) -> list[Row[Any]]:
         """Trades of `pair` after `since_ns`, oldest first: one row per trade (the taker's
-        side), with the taker order's type."""
+        side), with the taker order's type. The first `count` of them, or with `newest`
+        the last `count`."""
         t, o = s.trades, s.orders
         q = (
             select(t.c.trade_id, t.c.price, t.c.qty, t.c.side, t.c.ts, o.c.ordertype)
             .join(o, o.c.order_id == t.c.order_id)
             .where(t.c.pair == pair, t.c.maker.is_(False), t.c.ts > since_ns)
-            .order_by(t.c.trade_id)
+            .order_by(t.c.trade_id.desc() if newest else t.c.trade_id)
             .limit(count)
         )
         with self.engine.connect() as conn:
-            return list(conn.execute(q))
+            rows: list[Row[Any]] = list(conn.execute(q))
+        return rows[::-1] if newest else rows
 
     def last_trade(self, pair: str) -> tuple[int, int] | None:
         """(price, qty) of the pair's last trade."""

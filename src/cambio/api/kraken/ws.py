@@ -237,7 +237,7 @@ class WsApi:
             data = [entry]
         else:
             await self.service.read_models_current()
-            rows = self.history.public_trades(p.id, 0, 1_000_000)[-50:]
+            rows = self.history.public_trades(p.id, 0, 50, newest=True)
             data = [
                 {
                     "symbol": p.symbol,
