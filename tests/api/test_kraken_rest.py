@@ -179,3 +179,24 @@ def test_ccxt_loads_markets_books_and_balances(exchange: dict[str, Any]) -> None
     balance = ex.fetch_balance()
     assert balance["total"]["BTC"] == 1.5 and balance["total"]["USD"] == 10000.0
     assert balance["used"]["USD"] == 5002.974
+
+
+def test_refused_admin_requests_create_nothing(exchange: dict[str, Any]) -> None:
+    def refused(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "cambio", "admin", "--data", str(exchange["data"]), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode != 0, out.stdout
+        return out.stderr
+
+    assert "unknown permission" in refused(
+        "account", "create", "zed", "--permissions", "query_funds,everything"
+    )
+    assert "unknown asset" in refused("account", "create", "zed", "--deposit", "DOGE=1")
+    assert "not positive" in refused("account", "create", "zed", "--deposit", "XBT=0")
+    assert "not positive" in refused("account", "deposit", "alice", "XBT", "--", "-1")
+    zed = admin(exchange["data"], "account", "create", "zed")  # the name is still free
+    assert zed["account"] == exchange["bob"]["account"] + 1  # and no id was used up

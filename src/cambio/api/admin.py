@@ -32,8 +32,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cambio.api.envelope import error, halted, ok
-from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError
-from cambio.model.commands import AnyCommand, Command, Deposit
+from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError, check_permissions
+from cambio.model.commands import AnyCommand, Deposit
 from cambio.model.decimals import to_units
 from cambio.model.events import CommandRejected
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
@@ -65,11 +65,6 @@ class BearerToken:
 def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
     config = service.config
 
-    async def execute(cmd: Command) -> tuple[int, list[Any]]:
-        assert service.sequencer is not None
-        seq, events = await service.sequencer.execute(cmd)
-        return seq, list(events)
-
     def account_of(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -88,6 +83,8 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
             units = to_units(str(amount), asset.units)
         except ValueError as exc:
             raise AdminError(f"amount: {exc}") from None
+        if units <= 0:
+            raise AdminError(f"amount: {amount} is not positive")
         ref = f"admin-{account}-{asset.id}-{time.time_ns()}"
         return Deposit(account=account, asset=asset.id, amount=units, ref=ref)
 
@@ -104,10 +101,12 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
         value = body.get("permissions") or list(DEFAULT_PERMISSIONS)
         if isinstance(value, str):
             value = [p for p in value.split(",") if p]
-        return tuple(str(p) for p in value)
+        permissions = tuple(str(p) for p in value)
+        check_permissions(permissions)  # before anything is created
+        return permissions
 
     async def deposit(account: int, asset: str, amount: str) -> dict[str, Any]:
-        seq, events = await execute(deposit_command(account, asset, amount))
+        seq, events = await service.execute(deposit_command(account, asset, amount))
         if events and isinstance(events[0], CommandRejected):
             raise AdminError(f"deposit refused: {events[0].error}")
         return {"asset": config.asset(asset).id, "amount": amount, "seq": seq}
@@ -155,7 +154,7 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
             cmd = _command.decode(await request.body())
         except msgspec.DecodeError as exc:
             raise AdminError(str(exc)) from None
-        seq, events = await execute(cmd)
+        seq, events = await service.execute(cmd)
         return {"seq": seq, "events": events}
 
     async def state(request: Request) -> dict[str, Any]:

@@ -67,6 +67,12 @@ class ApiKey:
     last_nonce: int
 
 
+def check_permissions(permissions: tuple[str, ...]) -> None:
+    unknown = set(permissions) - set(PERMISSIONS)
+    if unknown:
+        raise KeyStoreError(f"unknown permission(s) {sorted(unknown)}; known: {PERMISSIONS}")
+
+
 class KeyStore:
     def __init__(self, path: Path) -> None:
         new = not path.exists()
@@ -101,9 +107,7 @@ class KeyStore:
         return None if found is None else int(found)
 
     def create_key(self, account: int, permissions: tuple[str, ...]) -> ApiKey:
-        unknown = set(permissions) - set(PERMISSIONS)
-        if unknown:
-            raise KeyStoreError(f"unknown permission(s) {sorted(unknown)}; known: {PERMISSIONS}")
+        check_permissions(permissions)
         key = ApiKey(
             base64.b64encode(secrets.token_bytes(42)).decode(),
             base64.b64encode(secrets.token_bytes(64)).decode(),
