@@ -132,9 +132,9 @@ def test_withdrawal_holds_then_completes(d: Driver) -> None:
         "w-1",
     )
     assert d.bal(BUYER, USD) == (D("695"), D("305"))
-    ev = d.apply(CompleteWithdrawal(ref="w-1"))
+    ev = d.apply(CompleteWithdrawal(ref="w-1", txid="0xfeed"))
     c = one(ev, WithdrawalCompleted)
-    assert (c.amount, c.fee) == (d.amt(USD, "300"), d.amt(USD, "5"))
+    assert (c.amount, c.fee, c.txid) == (d.amt(USD, "300"), d.amt(USD, "5"), "0xfeed")
     assert d.bal(BUYER, USD) == (D("695"), D("0"))
     # the withdrawal fee goes to the fee account
     assert d.bal(FEE_ACCOUNT, USD) == (D("5"), D("0"))
@@ -151,6 +151,16 @@ def test_withdrawal_returned_releases_the_hold(d: Driver) -> None:
     assert r.amount == d.amt(USD, "300") and r.fee == d.amt(USD, "5")
     assert d.bal(BUYER, USD) == (D("1000"), D("0"))
     assert d.bal(FEE_ACCOUNT, USD) == (D("0"), D("0"))
+
+
+def test_an_owners_cancel_finds_only_its_own_withdrawal(d: Driver) -> None:
+    deposit(d, BUYER, USD, "1000")
+    withdraw(d, BUYER, USD, "300", ref="w-1")
+    someone_else = ReturnWithdrawal(ref="w-1", reason="canceled", account=SELLER)
+    assert rejected(d.apply(someone_else)) == E.FUNDING_UNKNOWN_REF
+    assert d.bal(BUYER, USD) == (D("700"), D("300"))  # still held
+    one(d.apply(ReturnWithdrawal(ref="w-1", reason="canceled", account=BUYER)), WithdrawalReturned)
+    assert d.bal(BUYER, USD) == (D("1000"), D("0"))
 
 
 def test_withdrawal_cannot_complete_after_return_or_twice(d: Driver) -> None:

@@ -151,7 +151,8 @@ def test_deposit_and_withdrawal_cross_the_boundary(cfg: MarketConfig) -> None:
     (dep,) = postings(Deposited(ledger_id=5, account=3, asset=2, amount=700, ref="r"), cfg)
     assert (dep.account, dep.asset, dep.amount, dep.type) == (3, 2, 700, "deposit")
     wd = postings(
-        WithdrawalCompleted(ledger_id=9, account=3, asset=2, amount=500, fee=7, ref="w"), cfg
+        WithdrawalCompleted(ledger_id=9, account=3, asset=2, amount=500, fee=7, ref="w", txid=""),
+        cfg,
     )
     assert sorted((x.account, x.amount) for x in wd) == [(FEE_ACCOUNT, 7), (3, -507)]
     assert sum(x.amount for x in wd) == -500  # only the amount leaves; the fee stays
@@ -168,7 +169,7 @@ def test_transfer_sums_to_zero(cfg: MarketConfig) -> None:
 
 
 def test_events_that_move_no_funds_have_no_postings(cfg: MarketConfig) -> None:
-    held = WithdrawalHeld(account=1, asset=0, amount=5, fee=0, ref="x")
+    held = WithdrawalHeld(account=1, asset=0, amount=5, fee=0, ref="x", key="", address="")
     assert postings(held, cfg) == []
 
 

@@ -17,7 +17,13 @@ import pytest
 from _projection_stream import CONFIG, DAY, build
 from _store_helpers import Databases, project, rows
 
-from cambio.model.events import Trade
+from cambio.model.events import (
+    Deposited,
+    Trade,
+    WithdrawalCompleted,
+    WithdrawalHeld,
+    WithdrawalReturned,
+)
 from cambio.store import ReadModels
 from cambio.store.fold import INTERVALS
 from cambio.store.valuation import CROSS, NONE, QUOTE, VIA, UsdValuation
@@ -198,3 +204,23 @@ def test_fee_tiers_are_the_engines(rm: ReadModels) -> None:
     for r in table:
         a = STREAM.engine.accounts[r["account"]]
         assert (r["maker_ppm"], r["taker_ppm"]) == (a.maker_ppm, a.taker_ppm)
+
+
+def test_funding_rows_follow_every_withdrawal_to_its_end(rm: ReadModels) -> None:
+    expected: dict[str, tuple[str, int, str]] = {}  # refid -> (status, amount, asset)
+    for _, _, e in STREAM.events:
+        if isinstance(e, WithdrawalHeld):
+            expected[e.ref] = ("Pending", e.amount, ASSETS[e.asset])
+        elif isinstance(e, WithdrawalCompleted):
+            expected[e.ref] = ("Success", *expected[e.ref][1:])
+        elif isinstance(e, WithdrawalReturned):
+            expected[e.ref] = ("Failure", *expected[e.ref][1:])
+    withdrawals = {
+        r["refid"]: (r["status"], r["amount"], r["asset"])
+        for r in rows(rm, "funding")
+        if r["kind"] == "withdrawal"
+    }
+    assert withdrawals == expected
+    assert {s for s, _, _ in expected.values()} == {"Pending", "Success", "Failure"}
+    deposits = [r for r in rows(rm, "funding") if r["kind"] == "deposit"]
+    assert len(deposits) == sum(isinstance(e, Deposited) for _, _, e in STREAM.events)

@@ -25,6 +25,7 @@ from cambio.model.commands import (
     CompleteWithdrawal,
     Deposit,
     RequestWithdrawal,
+    ReturnWithdrawal,
     Transfer,
 )
 from cambio.model.decimals import to_units
@@ -84,7 +85,14 @@ def scenario() -> list[tuple[int, int, list[Event]]]:
     run(AddOrder(account=3, pair="XBTUSD", side=BUY, qty=lots("0.05"), price=px("29500")), 130)
     run(AddOrder(account=4, pair="XBTUSD", side=SELL, qty=lots("0.05"), ordertype=MARKET), 140)
     run(RequestWithdrawal(account=1, asset="ZUSD", amount=usd("100"), ref="w1", fee=usd("1")), 150)
-    run(CompleteWithdrawal(ref="w1"), 160)
+    run(CompleteWithdrawal(ref="w1", txid="0xabc"), 160)
+    run(
+        RequestWithdrawal(
+            account=4, asset="XXBT", amount=xbt("0.01"), ref="w2", key="cold", address="bc1qx"
+        ),
+        165,
+    )
+    run(ReturnWithdrawal(ref="w2", reason="canceled", account=4), 166)
     run(
         Transfer(src=2, dst=3, asset="XXBT", amount=xbt("0.1"), kind="adjustment", reason="fix"),
         170,
@@ -212,12 +220,29 @@ def test_balances_table(rm: ReadModels) -> None:
     assert balances[(4, "ZUSD")] > 0
 
 
+def test_funding_rows(rm: ReadModels) -> None:
+    funding = by(rows(rm, "funding"), "refid")
+    assert {k: funding["dep1"][k] for k in ("kind", "account", "asset", "status")} == {
+        "kind": "deposit", "account": 1, "asset": "ZUSD", "status": "Success",
+    }  # fmt: skip
+    assert funding["dep1"]["amount"] == usd("10000")
+    assert {r["kind"] for r in funding.values()} == {"deposit", "withdrawal"}
+    assert sum(r["kind"] == "deposit" for r in funding.values()) == 4  # unnamed ones: D<ledger>
+    w1, w2 = funding["w1"], funding["w2"]
+    assert (w1["status"], w1["status_prop"], w1["txid"]) == ("Success", "", "0xabc")
+    assert (w1["amount"], w1["fee"], w1["closed_ts"]) == (usd("100"), usd("1"), T0 + 160 * SEC)
+    assert (w2["status"], w2["status_prop"], w2["key"], w2["address"]) == (
+        "Failure", "canceled", "cold", "bc1qx",
+    )  # fmt: skip
+    assert w2["opened_ts"] == T0 + 165 * SEC and w2["closed_ts"] == T0 + 166 * SEC
+
+
 def test_a_fresh_database(dbs: Databases) -> None:
     rm = ReadModels(dbs.url(), CONFIG)
     assert rm.last_seq() == 0
     tables = dump(rm)
     assert set(tables) == {
-        "orders", "trades", "ledger", "balances", "ohlc", "volumes", "fee_tiers",
+        "orders", "trades", "ledger", "balances", "ohlc", "volumes", "fee_tiers", "funding",
         "projection_state",
     }  # fmt: skip
     assert all(not r for name, r in tables.items() if name != "projection_state")

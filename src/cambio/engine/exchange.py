@@ -1363,7 +1363,13 @@ class Exchange:
         )
         self._out.append(
             WithdrawalHeld(
-                account=cmd.account, asset=asset, amount=cmd.amount, fee=cmd.fee, ref=cmd.ref
+                account=cmd.account,
+                asset=asset,
+                amount=cmd.amount,
+                fee=cmd.fee,
+                ref=cmd.ref,
+                key=cmd.key,
+                address=cmd.address,
             )
         )
 
@@ -1385,13 +1391,15 @@ class Exchange:
                 amount=w.amount,
                 fee=w.fee,
                 ref=w.ref,
+                txid=cmd.txid,
             )
         )
 
     def _return_withdrawal(self, cmd: ReturnWithdrawal) -> None:
-        w = self.withdrawals.pop(cmd.ref, None)
-        if w is None:
+        w = self.withdrawals.get(cmd.ref)
+        if w is None or (cmd.account and w.account != cmd.account):
             raise Rejected(E.FUNDING_UNKNOWN_REF)
+        del self.withdrawals[cmd.ref]
         a = self.accounts[w.account]
         a.held[w.asset] -= w.amount + w.fee
         a.avail[w.asset] += w.amount + w.fee

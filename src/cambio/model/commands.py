@@ -88,26 +88,33 @@ class Deposit(Command, tag="deposit"):
 
 
 class RequestWithdrawal(Command, tag="withdraw"):
-    """Hold `amount` (+ `fee`) for a withdrawal identified by `ref` (unique)."""
+    """Hold `amount` (+ `fee`) for a withdrawal identified by `ref` (unique), to `address`
+    (registered by the account under the name `key`)."""
 
     account: int
     asset: str
     amount: int
     ref: str
     fee: int = 0
+    key: str = ""
+    address: str = ""
 
 
 class CompleteWithdrawal(Command, tag="withdraw_done"):
-    """The withdrawal `ref` left the exchange: the held amount and fee are debited."""
+    """The withdrawal `ref` left the exchange (in transaction `txid` on its network): the
+    held amount and fee are debited."""
 
     ref: str
+    txid: str = ""
 
 
 class ReturnWithdrawal(Command, tag="withdraw_return"):
-    """The withdrawal `ref` was cancelled or failed: its hold is released."""
+    """The withdrawal `ref` was cancelled or failed: its hold is released. With `account`
+    set (a client's own cancel), only that account's withdrawal is found."""
 
     ref: str
     reason: str = ""
+    account: int = 0
 
 
 class Transfer(Command, tag="transfer"):

@@ -47,6 +47,11 @@ class AssetSpec(msgspec.Struct, frozen=True):
     decimals: int
     display_decimals: int
     units: int  # the engine's decimals for this asset (>= decimals)
+    # funding, as the API presents it (the engine takes the fee in each withdrawal command)
+    method: str = ""  # Kraken's deposit/withdrawal method name ("Bitcoin", "SEPA"...)
+    network: str = ""  # the chain for addresses; "" for a fiat method (no addresses)
+    withdraw_fee: int = 0  # asset units
+    withdraw_min: int = 0  # asset units
 
 
 class PairSpec(msgspec.Struct, frozen=True):
@@ -148,6 +153,10 @@ def build_config(doc: dict[str, Any]) -> MarketConfig:
             decimals=int(a["decimals"]),
             display_decimals=int(a.get("display_decimals", a["decimals"])),
             units=units[a["id"]],
+            method=str(a.get("method", a.get("altname", a["id"]))),
+            network=str(a.get("network", "")),
+            withdraw_fee=to_units(str(a.get("withdraw_fee", "0")), units[a["id"]]),
+            withdraw_min=to_units(str(a.get("withdraw_min", "0")), units[a["id"]]),
         )
         for i, a in enumerate(raw_assets)
     )

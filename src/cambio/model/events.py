@@ -119,6 +119,8 @@ class WithdrawalHeld(Event, tag="withdrawal_held"):
     amount: int
     fee: int
     ref: str
+    key: str
+    address: str
 
 
 class WithdrawalCompleted(Event, tag="withdrawal_completed"):
@@ -130,6 +132,7 @@ class WithdrawalCompleted(Event, tag="withdrawal_completed"):
     amount: int
     fee: int
     ref: str
+    txid: str
 
 
 class WithdrawalReturned(Event, tag="withdrawal_returned"):

@@ -26,6 +26,8 @@ from cambio.model.events import (
     Trade,
     Transferred,
     WithdrawalCompleted,
+    WithdrawalHeld,
+    WithdrawalReturned,
 )
 from cambio.model.ledger import postings
 from cambio.store.valuation import UsdValuation
@@ -39,6 +41,17 @@ RESTING = frozenset({"limit", "iceberg"})
 SIDES = {BUY: "buy", SELL: "sell"}
 
 
+def _funding_row(
+    refid: str, kind: str, account: int, asset: str, amount: int, fee: int, status: str,
+    seq: int, ts: int,
+) -> Row:  # fmt: skip
+    return {
+        "refid": refid, "kind": kind, "account": account, "asset": asset, "amount": amount,
+        "fee": fee, "status": status, "status_prop": "", "key": "", "address": "",
+        "txid": "", "opened_ts": ts, "closed_ts": 0, "seq": seq,
+    }  # fmt: skip
+
+
 class ProjectionError(Exception):
     """The events do not fit the read models (an order never accepted, a gap...)."""
 
@@ -48,6 +61,7 @@ class Loader(Protocol):
 
     def order(self, order_id: int) -> Row | None: ...
     def balance(self, account: int, asset: str) -> int: ...
+    def funding(self, refid: str) -> Row | None: ...
     def last_prices(self) -> list[int]: ...
 
 
@@ -85,6 +99,7 @@ class Fold:
         self.minutes: dict[tuple[int, int], list[int]] = {}  # (pair, minute) -> candle
         self.volumes: dict[tuple[int, int, int], list[int]] = {}  # (account, day, pair)
         self.fee_tiers: dict[int, Row] = {}
+        self.funding: dict[str, Row] = {}  # deposit and withdrawal rows, by refid
         self.last_prices: list[int] | None = None
         self._handlers: dict[type[Event], Callable[[Any, int, int], None]] = {
             OrderAccepted: self._accepted,
@@ -93,8 +108,10 @@ class Fold:
             OrderClosed: self._closed,
             Trade: self._trade,
             FeeTierChanged: self._fee_tier,
-            Deposited: self._funding,
-            WithdrawalCompleted: self._funding,
+            Deposited: self._deposited,
+            WithdrawalHeld: self._withdrawal_held,
+            WithdrawalCompleted: self._withdrawal_completed,
+            WithdrawalReturned: self._withdrawal_returned,
             Transferred: self._transferred,
         }
 
@@ -168,8 +185,34 @@ class Fold:
         row["closed_seq"] = seq
         row["closed_ts"] = ts
 
-    def _funding(self, e: Deposited | WithdrawalCompleted, seq: int, ts: int) -> None:
+    def _deposited(self, e: Deposited, seq: int, ts: int) -> None:
         self._postings(e, seq, ts, 0, e.ref)
+        refid = e.ref or f"D{e.ledger_id}"
+        asset = self.asset_ids[e.asset]
+        row = _funding_row(refid, "deposit", e.account, asset, e.amount, 0, "Success", seq, ts)
+        self.funding[refid] = row | {"closed_ts": ts}
+
+    def _withdrawal_held(self, e: WithdrawalHeld, seq: int, ts: int) -> None:
+        row = _funding_row(e.ref, "withdrawal", e.account, self.asset_ids[e.asset], e.amount,
+                           e.fee, "Pending", seq, ts)  # fmt: skip
+        self.funding[e.ref] = row | {"key": e.key, "address": e.address}
+
+    def _withdrawal(self, refid: str) -> Row:
+        row = self.funding.get(refid)
+        if row is None:
+            loaded = self._load.funding(refid)
+            if loaded is None:
+                raise ProjectionError(f"withdrawal {refid!r} was never requested")
+            row = self.funding[refid] = loaded
+        return row
+
+    def _withdrawal_completed(self, e: WithdrawalCompleted, seq: int, ts: int) -> None:
+        self._postings(e, seq, ts, 0, e.ref)
+        self._withdrawal(e.ref).update(status="Success", txid=e.txid, closed_ts=ts)
+
+    def _withdrawal_returned(self, e: WithdrawalReturned, seq: int, ts: int) -> None:
+        prop = "canceled" if e.reason == "canceled" else "return"
+        self._withdrawal(e.ref).update(status="Failure", status_prop=prop, closed_ts=ts)
 
     def _transferred(self, e: Transferred, seq: int, ts: int) -> None:
         self._postings(e, seq, ts, 0, e.reason)

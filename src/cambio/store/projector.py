@@ -63,6 +63,11 @@ class _Loader:
         q = select(b.balance).where(b.account == account, b.asset == asset)
         return self.conn.scalar(q) or 0
 
+    def funding(self, refid: str) -> Row | None:
+        row = self.conn.execute(select(s.funding).where(s.funding.c.refid == refid))
+        found = row.mappings().first()
+        return dict(found) if found is not None else None
+
     def last_prices(self) -> list[int]:
         t = s.trades.c
         out = []
@@ -176,6 +181,10 @@ class ReadModels:
         sql.upsert(
             conn, s.fee_tiers, ("account",), list(fold.fee_tiers.values()),
             _replace("volume", "maker_ppm", "taker_ppm", "seq", "ts"),
+        )  # fmt: skip
+        sql.upsert(
+            conn, s.funding, ("refid",), list(fold.funding.values()),
+            _replace("status", "status_prop", "txid", "closed_ts"),
         )  # fmt: skip
 
     def reset(self) -> None:

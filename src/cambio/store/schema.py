@@ -24,7 +24,7 @@ from sqlalchemy import (
     Table,
 )
 
-SCHEMA_VERSION = 1  # bump on any change: a database of another version is rebuilt
+SCHEMA_VERSION = 2  # bump on any change: a database of another version is rebuilt
 
 metadata = MetaData()
 
@@ -119,6 +119,27 @@ ledger = Table(
     _int("ts"),
     Index("ix_ledger_account_asset_id", "account", "asset", "ledger_id"),
     Index("ix_ledger_account_ts", "account", "ts"),
+)
+
+# Deposits and withdrawals, one row each, keyed by their reference (Kraken's refid).
+funding = Table(
+    "funding",
+    metadata,
+    _str("refid", primary_key=True),
+    _str("kind"),  # deposit, withdrawal
+    _int("account"),
+    _str("asset"),
+    _int("amount"),
+    _int("fee"),
+    _str("status"),  # Pending, Success, Failure (Kraken's words)
+    _str("status_prop"),  # "", canceled (by its owner), return (refused or failed)
+    _str("key"),  # the withdrawal address's name
+    Column("address", String(256), nullable=False),
+    Column("txid", String(256), nullable=False),
+    _int("opened_ts"),
+    _int("closed_ts"),  # 0 while pending
+    _int("seq"),
+    Index("ix_funding_account_kind_ts", "account", "kind", "opened_ts"),
 )
 
 # The latest ledger balance per (account, asset): the running balances' starting point.
