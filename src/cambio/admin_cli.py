@@ -13,6 +13,8 @@ from typing import Any
 import click
 import httpx
 
+from cambio.api.kraken.limits import DEFAULT_TIER, TIERS
+
 
 class Admin:
     def __init__(self, data_dir: Path) -> None:
@@ -27,9 +29,13 @@ class Admin:
         self.url = info["admin_url"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def call(self, path: str, body: dict[str, Any]) -> Any:
+    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST `body` (GET when None) and return the result, or exit with the error."""
         try:
-            reply = httpx.post(self.url + path, json=body, headers=self.headers, timeout=60)
+            if body is None:
+                reply = httpx.get(self.url + path, headers=self.headers, timeout=60)
+            else:
+                reply = httpx.post(self.url + path, json=body, headers=self.headers, timeout=60)
         except httpx.TransportError as exc:
             raise click.ClickException(f"cannot reach the server at {self.url}: {exc}") from None
         answer = reply.json()
@@ -43,12 +49,16 @@ def _echo(value: Any) -> None:
 
 
 def _account(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
+    return int(value) if value.isascii() and value.isdigit() else value
 
 
 PERMISSIONS_HELP = (
     "Comma-separated: query_funds, query_orders, trade, withdraw. "
     "[default: query_funds,query_orders,trade]"
+)
+TIER_HELP = (
+    "Rate limits, as Kraken's verification tiers (starter, intermediate, pro); unlimited "
+    "for the operator's own market makers and load tests."
 )
 
 
@@ -69,8 +79,12 @@ def admin(ctx: click.Context, data_dir: Path) -> None:
     Examples:
       cambio admin account create alice --deposit USD=10000 --deposit XBT=1.5
       cambio admin account deposit alice XBT 0.25
+      cambio admin account tier alice intermediate
       cambio admin key create alice --permissions query_funds,query_orders
       cambio admin key revoke <api_key>
+      cambio admin address add alice XBT cold bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh
+      cambio admin withdrawal list
+      cambio admin withdrawal complete <refid> --txid <network txid>
     """
     ctx.obj = data_dir
 
@@ -91,8 +105,12 @@ def account() -> None:
     "a decimal string). Repeatable.",
 )
 @click.option("--permissions", default="", help=PERMISSIONS_HELP)
+@click.option("--tier", type=click.Choice(list(TIERS)), default=DEFAULT_TIER, show_default=True,
+              help=TIER_HELP)  # fmt: skip
 @click.pass_obj
-def account_create(data_dir: Path, name: str, deposits: tuple[str, ...], permissions: str) -> None:
+def account_create(
+    data_dir: Path, name: str, deposits: tuple[str, ...], permissions: str, tier: str
+) -> None:
     """Create account NAME with an API key; print account, api_key and api_secret."""
     funds: dict[str, str] = {}
     for item in deposits:
@@ -100,10 +118,21 @@ def account_create(data_dir: Path, name: str, deposits: tuple[str, ...], permiss
         if not sep or not asset or not amount:
             raise click.BadParameter(f"{item!r}: expected ASSET=AMOUNT", param_hint="--deposit")
         funds[asset] = amount
-    body: dict[str, Any] = {"name": name, "deposits": funds}
+    body: dict[str, Any] = {"name": name, "deposits": funds, "tier": tier}
     if permissions:
         body["permissions"] = permissions
     _echo(Admin(data_dir).call("/v1/accounts", body))
+
+
+@account.command("tier")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("tier", type=click.Choice(list(TIERS)))
+@click.pass_obj
+def account_tier(data_dir: Path, account_ref: str, tier: str) -> None:
+    """Move ACCOUNT (a name or an id) to rate-limit TIER, effective at once."""
+    _echo(
+        Admin(data_dir).call("/v1/accounts/tier", {"account": _account(account_ref), "tier": tier})
+    )
 
 
 @account.command("deposit")
@@ -115,6 +144,57 @@ def account_deposit(data_dir: Path, account_ref: str, asset: str, amount: str) -
     """Credit ACCOUNT (a name or an id) with AMOUNT of ASSET."""
     body = {"account": _account(account_ref), "asset": asset, "amount": amount}
     _echo(Admin(data_dir).call("/v1/deposits", body))
+
+
+@admin.group()
+def address() -> None:
+    """Register the addresses an account may withdraw to."""
+
+
+@address.command("add")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("asset")
+@click.argument("key_name", metavar="KEY")
+@click.argument("address_text", metavar="ADDRESS")
+@click.pass_obj
+def address_add(
+    data_dir: Path, account_ref: str, asset: str, key_name: str, address_text: str
+) -> None:
+    """Let ACCOUNT withdraw ASSET to ADDRESS, named KEY (the `key` of Kraken's Withdraw)."""
+    body = {"account": _account(account_ref), "asset": asset, "key": key_name,
+            "address": address_text}  # fmt: skip
+    _echo(Admin(data_dir).call("/v1/withdraw-addresses", body))
+
+
+@admin.group()
+def withdrawal() -> None:
+    """Settle withdrawals: each holds its funds until completed or returned."""
+
+
+@withdrawal.command("list")
+@click.option("--all", "everything", is_flag=True, help="Every withdrawal, not only pending.")
+@click.pass_obj
+def withdrawal_list(data_dir: Path, everything: bool) -> None:
+    """Withdrawals waiting to be sent (newest first)."""
+    _echo(Admin(data_dir).call("/v1/withdrawals?status=" + ("" if everything else "Pending")))
+
+
+@withdrawal.command("complete")
+@click.argument("refid")
+@click.option("--txid", default="", help="The network's transaction id, shown to the client.")
+@click.pass_obj
+def withdrawal_complete(data_dir: Path, refid: str, txid: str) -> None:
+    """REFID was sent: debit the held amount and its fee."""
+    _echo(Admin(data_dir).call("/v1/withdrawals/complete", {"refid": refid, "txid": txid}))
+
+
+@withdrawal.command("return")
+@click.argument("refid")
+@click.option("--reason", default="returned by the operator", show_default=True)
+@click.pass_obj
+def withdrawal_return(data_dir: Path, refid: str, reason: str) -> None:
+    """REFID will not be sent: release the held funds to the account."""
+    _echo(Admin(data_dir).call("/v1/withdrawals/return", {"refid": refid, "reason": reason}))
 
 
 @admin.group()

@@ -223,3 +223,53 @@ def test_trade_snapshot_is_the_newest_trades_oldest_first(venue: dict[str, Any])
     snapshot = asyncio.run(run())
     assert [t["trade_id"] for t in snapshot] == [row[6] for row in rest][-50:]
     assert [t["price"] for t in snapshot] == [row[0] for row in rest][-50:]
+
+
+def test_batch_add_batch_cancel_and_edit_order_over_the_socket(venue: dict[str, Any]) -> None:
+    maker = kx(venue, "maker")
+    token = maker.query_private("GetWebSocketsToken")["result"]["token"]
+
+    async def run() -> None:
+        async with websockets.connect(venue["ws"]) as sock:
+            await next_message(sock, "status")
+
+            async def ask(method: str, req_id: int, **params: Any) -> dict[str, Any]:
+                await sock.send(json.dumps({"method": method, "req_id": req_id,
+                                            "params": {**params, "token": token}}))  # fmt: skip
+                while True:
+                    reply: dict[str, Any] = json.loads(await asyncio.wait_for(sock.recv(), 10))
+                    if reply.get("req_id") == req_id:
+                        return reply
+
+            leg = {"order_type": "limit", "side": "buy", "order_qty": 0.01}
+            pair = [{**leg, "limit_price": 1000}, {**leg, "side": "hold"}]
+            bad = await ask("batch_add", 1, symbol="BTC/USD", orders=pair)
+            assert (bad["success"], bad["error"]) == (False, "EGeneral:Invalid arguments:type")
+            made = await ask("batch_add", 2, symbol="BTC/USD", orders=[
+                {**leg, "limit_price": 1000, "cl_ord_id": "a-1"},
+                {**leg, "limit_price": 1001, "order_qty": 100000},
+                {**leg, "limit_price": 1002, "order_userref": 9},
+            ])  # fmt: skip
+            assert made["success"] is True and made["method"] == "batch_add"
+            first, broke, third = made["result"]
+            assert first["cl_ord_id"] == "a-1" and first["order_id"].startswith("O")
+            assert broke == {"error": "EOrder:Insufficient funds"}
+            assert third["order_userref"] == 9
+
+            edited = await ask("edit_order", 3, order_id=first["order_id"], symbol="BTC/USD",
+                               order_qty=0.02, limit_price=999)  # fmt: skip
+            assert edited["success"] is True, edited
+            new_id = edited["result"]["order_id"]
+            assert edited["result"]["original_order_id"] == first["order_id"] and new_id
+            gone = await ask("edit_order", 4, order_id=first["order_id"], limit_price=998)
+            assert (gone["success"], gone["error"]) == (False, "EOrder:Unknown order")
+
+            opened = maker.query_private("QueryOrders", {"txid": f"{new_id},{third['order_id']}"})
+            assert opened["result"][new_id]["descr"]["order"] == (
+                "buy 0.02000000 XBTUSD @ limit 999.0"
+            )
+            cancelled = await ask("batch_cancel", 5, orders=[new_id, third["order_id"]])
+            assert cancelled["result"] == {"count": 2}
+            assert maker.query_private("OpenOrders")["result"]["open"] == {}
+
+    asyncio.run(run())

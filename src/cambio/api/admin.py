@@ -5,7 +5,14 @@
                              durable and applied: {"seq": n, "events": [[tag, ...], ...]}
     POST /v1/accounts        {"name", "deposits": {asset: "decimal"}, "permissions": [...]}
                              -> {"account", "api_key", "api_secret", "deposits": [...]}
+                             ("tier": starter|intermediate|pro|unlimited, default pro)
+    POST /v1/accounts/tier   {"account": id or name, "tier"}: rate limits, at once
     POST /v1/deposits        {"account": id or name, "asset", "amount": "decimal"}
+    POST /v1/withdraw-addresses  {"account", "asset", "key", "address"}: where the account
+                             may withdraw to, under a name (Kraken's withdrawal key)
+    GET  /v1/withdrawals     ?status=Pending (default; "" for all): the withdrawals
+    POST /v1/withdrawals/complete  {"refid", "txid"}: it left on the network
+    POST /v1/withdrawals/return    {"refid", "reason"}: refused or failed; funds released
     POST /v1/keys            {"account": id or name, "permissions": [...]}
                              -> {"account", "api_key", "api_secret"}
     POST /v1/keys/revoke     {"api_key"} -> {"revoked": bool}
@@ -32,9 +39,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cambio.api.envelope import error, halted, ok
-from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError, check_permissions
-from cambio.model.commands import AnyCommand, Deposit
-from cambio.model.decimals import to_units
+from cambio.api.keys import (
+    DEFAULT_PERMISSIONS,
+    KeyStore,
+    KeyStoreError,
+    check_permissions,
+    check_tier,
+)
+from cambio.api.kraken.history import History
+from cambio.api.kraken.limits import DEFAULT_TIER
+from cambio.model.commands import AnyCommand, CompleteWithdrawal, Deposit, ReturnWithdrawal
+from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
@@ -62,7 +77,7 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
+def admin_app(service: ExchangeService, keys: KeyStore, history: History, token: str) -> ASGIApp:
     config = service.config
 
     def account_of(value: Any) -> int:
@@ -91,7 +106,7 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
     async def body_of(request: Request) -> dict[str, Any]:
         try:
             value = json.loads(await request.body() or b"{}")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise AdminError(f"body: {exc}") from None
         if not isinstance(value, dict):
             raise AdminError("body must be a JSON object")
@@ -120,9 +135,11 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
         if not isinstance(deposits, dict):
             raise AdminError("deposits: an object of asset: amount")
         permissions = permissions_of(body)
+        tier = str(body.get("tier") or DEFAULT_TIER)
+        check_tier(tier)
         for asset, amount in deposits.items():  # all checked before anything changes
             deposit_command(0, asset, amount)
-        account = keys.create_account(name)
+        account = keys.create_account(name, tier)
         key = keys.create_key(account, permissions)
         done = [await deposit(account, a, amt) for a, amt in deposits.items()]
         return {
@@ -130,8 +147,66 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
             "api_key": key.api_key,
             "api_secret": key.secret,
             "permissions": sorted(key.permissions),
+            "tier": tier,
             "deposits": done,
         }
+
+    async def set_tier(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        account = account_of(body.get("account"))
+        tier = str(body.get("tier"))
+        keys.set_tier(account, tier)
+        return {"account": account, "tier": tier}
+
+    async def add_address(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        account = account_of(body.get("account"))
+        try:
+            asset = config.asset(str(body.get("asset"))).id
+        except KeyError:
+            raise AdminError(f"unknown asset {body.get('asset')!r}") from None
+        key, address = str(body.get("key") or ""), str(body.get("address") or "")
+        keys.add_withdraw_address(account, asset, key, address)
+        return {"account": account, "asset": asset, "key": key, "address": address}
+
+    async def list_withdrawals(request: Request) -> dict[str, Any]:
+        await service.read_models_current()
+        status = request.query_params.get("status", "Pending")
+        rows = history.funding(None, "withdrawal", status=status or None, limit=1000)
+        return {
+            "withdrawals": [
+                {
+                    "refid": r.refid,
+                    "account": r.account,
+                    "asset": r.asset,
+                    "amount": format_units(r.amount, config.asset(r.asset).units),
+                    "fee": format_units(r.fee, config.asset(r.asset).units),
+                    "key": r.key,
+                    "address": r.address,
+                    "status": r.status,
+                    "txid": r.txid,
+                    "time": r.opened_ts / 1e9,
+                }
+                for r in rows
+            ]
+        }
+
+    async def settle(cmd: CompleteWithdrawal | ReturnWithdrawal) -> dict[str, Any]:
+        seq, events = await service.execute(cmd)
+        if events and isinstance(events[0], CommandRejected):
+            raise AdminError(f"refused: {events[0].error}")
+        return {"refid": cmd.ref, "seq": seq}
+
+    async def complete_withdrawal(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        return await settle(
+            CompleteWithdrawal(ref=str(body.get("refid", "")), txid=str(body.get("txid") or ""))
+        )
+
+    async def return_withdrawal(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        reason = str(body.get("reason") or "returned by the operator")
+        return await settle(ReturnWithdrawal(ref=str(body.get("refid", "")), reason=reason))
 
     async def create_deposit(request: Request) -> dict[str, Any]:
         body = await body_of(request)
@@ -188,7 +263,12 @@ def admin_app(service: ExchangeService, keys: KeyStore, token: str) -> ASGIApp:
         routes=[
             Route("/v1/commands", endpoint(commands), methods=["POST"]),
             Route("/v1/accounts", endpoint(create_account), methods=["POST"]),
+            Route("/v1/accounts/tier", endpoint(set_tier), methods=["POST"]),
             Route("/v1/deposits", endpoint(create_deposit), methods=["POST"]),
+            Route("/v1/withdraw-addresses", endpoint(add_address), methods=["POST"]),
+            Route("/v1/withdrawals", endpoint(list_withdrawals), methods=["GET"]),
+            Route("/v1/withdrawals/complete", endpoint(complete_withdrawal), methods=["POST"]),
+            Route("/v1/withdrawals/return", endpoint(return_withdrawal), methods=["POST"]),
             Route("/v1/keys", endpoint(create_key), methods=["POST"]),
             Route("/v1/keys/revoke", endpoint(revoke_key), methods=["POST"]),
             Route("/v1/state", endpoint(state), methods=["GET"]),

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,6 +34,9 @@ from cambio.api.kraken.history import History
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
 
+if TYPE_CHECKING:
+    from cambio.runtime.demo_bots import DemoBots
+
 log = logging.getLogger("cambio.serve")
 
 
@@ -42,6 +46,8 @@ class ServeOptions:
     port: int = 8080
     admin_port: int | None = None  # default: port + 1 (or any free port when port is 0)
     service: ServiceOptions | None = None
+    demo: bool = False  # run the demo bots (cambio.runtime.demo_bots) and print a demo key
+    demo_rate: float = 4.0  # their commands per second per pair
 
 
 class _Server(uvicorn.Server):
@@ -94,6 +100,21 @@ def _recover_with_progress(service: ExchangeService) -> None:
         service.start(progress=lambda n: bar.advance(task, n))
 
 
+async def _start_demo(
+    service: ExchangeService, keys: KeyStore, history: History, api_url: str, options: ServeOptions
+) -> DemoBots | None:
+    """With --demo: start the bots and print the demo account's key."""
+    if not options.demo:
+        return None
+    from cambio.runtime.demo_bots import start_demo
+
+    started = await start_demo(service, keys, api_url, history.last_trade, options.demo_rate)
+    if started is None:
+        return None
+    print(started[1], file=sys.stderr, flush=True)
+    return started[0]
+
+
 async def serve(data: DataDir, options: ServeOptions) -> int:
     data.create()
     data.lock()
@@ -115,7 +136,7 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
     api = _server(kraken_app(service, keys, history))
-    admin = _server(admin_app(service, keys, data.admin_token()))
+    admin = _server(admin_app(service, keys, history, data.admin_token()))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -141,9 +162,12 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     print(f"cambio {__version__} serving {data.root}", file=sys.stderr)
     print(f"  api    {_url(api_sock)}", file=sys.stderr)
     print(f"  admin  {_url(admin_sock)}  (token in {data.admin_token_path})", file=sys.stderr)
+    demo = await _start_demo(service, keys, history, _url(api_sock), options)
 
     stopper = loop.create_task(stop.wait())
     await asyncio.wait([core, stopper], return_when=asyncio.FIRST_COMPLETED)
+    if demo is not None:  # first, so that none of their commands is cut in half
+        await demo.stop()
     # stop taking connections first, so every request already accepted gets its answer
     api.should_exit = admin.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)

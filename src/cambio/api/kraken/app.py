@@ -2,12 +2,15 @@
 
 Private calls: the API-Key must be known and not revoked, API-Sign must verify over the
 raw body, the nonce must be above the key's last one (checked after the signature, so a
-forger cannot burn nonces), and the key must carry the method's permission. Every error
+forger cannot burn nonces), the key must carry the method's permission, and the call
+must fit the account's rate limits (cambio.api.kraken.limits). Every error
 is Kraken's string in Kraken's envelope with HTTP 200, because krakenex and
 python-kraken-sdk treat any other status as a transport failure.
 """
 
 from __future__ import annotations
+
+import logging
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,17 +23,32 @@ from cambio.api.kraken.auth import signature_ok
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.feed import Feed
 from cambio.api.kraken.history import History
+from cambio.api.kraken.limits import RateLimits
 from cambio.api.kraken.params import BadParams, parse_body
 from cambio.api.kraken.private import PrivateApi
 from cambio.api.kraken.public import PublicApi
 from cambio.api.kraken.tokens import LIFETIME_S, Tokens
+from cambio.api.kraken.trading import Trading
 from cambio.api.kraken.ws import WsApi
 from cambio.runtime.host import EngineHost
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
 
+log = logging.getLogger("cambio.api")
 UNKNOWN_METHOD = "EGeneral:Unknown method"
+INTERNAL = "EGeneral:Internal error"
 TOKEN_METHOD = "GetWebSocketsToken"
+TRADING_CALLS = frozenset(
+    {"AddOrder", "AddOrderBatch", "AmendOrder", "EditOrder", "CancelOrder", "CancelOrderBatch",
+     "CancelAll", "CancelAllOrdersAfter"}
+)  # fmt: skip
+
+
+def internal_error(request: Request) -> Response:
+    """A bug, not the client's fault: logged with its traceback (never the body, which may
+    carry secrets), answered in Kraken's envelope so clients report it cleanly."""
+    log.exception("internal error in %s", request.url.path)
+    return error(INTERNAL)
 
 
 def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> Starlette:
@@ -41,11 +59,13 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
 
     public = PublicApi(config, host, history, service.read_models_current)
     tokens = Tokens()
-    private = PrivateApi(config, host, service.execute, service.read_models_current, history)
+    limits = RateLimits(keys.tier_of)
+    trading = Trading(config, service.execute, service.read_models_current, history, limits)
+    private = PrivateApi(config, host, trading, service.read_models_current, history, keys)
     feed = Feed(config, host)
     assert service.sequencer is not None
     service.sequencer.after_batch.append(feed.on_batch)
-    ws = WsApi(service, feed, tokens, history)
+    ws = WsApi(service, feed, tokens, history, trading)
 
     async def public_call(request: Request) -> Response:
         method = public.methods.get(request.path_params["method"])
@@ -61,6 +81,8 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
             return error(f"EGeneral:Invalid arguments:{exc}")
         except KrakenError as exc:
             return error(*exc.errors)
+        except Exception:
+            return internal_error(request)
 
     async def private_call(request: Request) -> Response:
         name = request.path_params["method"]
@@ -76,7 +98,9 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
         if key is None:
             return error("EAPI:Invalid key")
         raw_nonce = str(params.get("nonce", ""))
-        if not raw_nonce.isdigit() or int(raw_nonce) >= 2**64:
+        if not (raw_nonce.isascii() and raw_nonce.isdigit() and len(raw_nonce) <= 20):
+            return error("EAPI:Invalid nonce")
+        if int(raw_nonce) >= 2**64:
             return error("EAPI:Invalid nonce")
         if not signature_ok(
             request.url.path, raw_nonce, body, key.secret, request.headers.get("API-Sign", "")
@@ -84,11 +108,14 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
             return error("EAPI:Invalid signature")
         if not keys.accept_nonce(key, int(raw_nonce)):
             return error("EAPI:Invalid nonce")
-        if method is None:  # GetWebSocketsToken: the token carries the key's permissions
-            return ok({"token": tokens.issue(key.account, key.permissions), "expires": LIFETIME_S})
-        if method.permission not in key.permissions:
+        if method is not None and method.permission not in key.permissions:
             return error("EGeneral:Permission denied")
         try:
+            if name not in TRADING_CALLS:  # those count on the trading counter instead
+                limits.call(key.api_key, key.account, name)
+            if method is None:  # GetWebSocketsToken: the token carries the key's permissions
+                token = tokens.issue(key.account, key.permissions)
+                return ok({"token": token, "expires": LIFETIME_S})
             return ok(await method.run(key.account, params))
         except BadParams as exc:
             return error(f"EGeneral:Invalid arguments:{exc}")
@@ -98,6 +125,8 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
             return error(*halted(exc))
         except InvalidCommand as exc:
             return error(f"EGeneral:Invalid arguments:{exc}")
+        except Exception:
+            return internal_error(request)
 
     return Starlette(
         routes=[

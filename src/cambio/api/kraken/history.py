@@ -153,6 +153,35 @@ class History:
             count = int(conn.scalar(select(func.count()).select_from(g).where(*where)) or 0)
         return rows, count
 
+    def funding(
+        self,
+        account: int | None,
+        kind: str,
+        *,
+        asset: str | None = None,
+        start_ns: int = 0,
+        end_ns: int | None = None,
+        status: str | None = None,
+        before_seq: int | None = None,
+        limit: int = PAGE,
+    ) -> list[Row[Any]]:
+        """Deposits or withdrawals (`kind`), newest first; every account's when None."""
+        f = s.funding
+        where = [f.c.kind == kind, f.c.opened_ts >= start_ns]
+        if account is not None:
+            where.append(f.c.account == account)
+        if asset is not None:
+            where.append(f.c.asset == asset)
+        if end_ns is not None:
+            where.append(f.c.opened_ts <= end_ns)
+        if status is not None:
+            where.append(f.c.status == status)
+        if before_seq is not None:
+            where.append(f.c.seq < before_seq)
+        q = select(f).where(*where).order_by(f.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
     def trades_by_id(self, account: int, ids: list[int]) -> list[Row[Any]]:
         t, o = s.trades, s.orders
         q = (
@@ -164,6 +193,8 @@ class History:
             return list(conn.execute(q))
 
     def ledger_entry(self, row: Row[Any]) -> dict[str, Any]:
+        """Kraken's ledger entry: ``amount`` before the fee, so that the balance is the
+        previous one + amount - fee (the row's amount has the fee taken off already)."""
         asset = self.config.asset(row.asset)
         return {
             "refid": format_id("T", row.ref_id) if row.type == "trade" else row.ref,
@@ -172,7 +203,7 @@ class History:
             "subtype": "",
             "aclass": "currency",
             "asset": row.asset,
-            "amount": format_units(row.amount, asset.units, asset.decimals),
+            "amount": format_units(row.amount + row.fee, asset.units, asset.decimals),
             "fee": format_units(row.fee, asset.units, asset.decimals),
             "balance": format_units(row.balance, asset.units, asset.decimals),
         }

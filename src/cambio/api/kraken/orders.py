@@ -69,12 +69,13 @@ def _expiry(text: Any) -> int:
     """expiretm: 0, a Unix time, or +seconds from now; in ns."""
     raw = str(text).strip()
     try:
-        if raw.startswith("+"):
-            return time.time_ns() + int(float(raw[1:]) * 1e9)
-        seconds = float(raw)
+        seconds = float(raw[1:] if raw.startswith("+") else raw)
     except ValueError:
         raise invalid("expiretm") from None
-    return int(seconds * 1e9)
+    if not 0 <= seconds < 2**33:  # also refuses nan and inf
+        raise invalid("expiretm")
+    ns = int(seconds * 1e9)
+    return time.time_ns() + ns if raw.startswith("+") else ns
 
 
 def add_order(config: MarketConfig, account: int, p: dict[str, Any]) -> tuple[AddOrder, str]:

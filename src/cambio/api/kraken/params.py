@@ -25,6 +25,8 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
             value = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadParams(str(exc)) from None
+        except RecursionError:
+            raise BadParams("JSON nested too deeply") from None
         if not isinstance(value, dict):
             raise BadParams("JSON body must be an object")
         return value
@@ -48,16 +50,34 @@ def flag(params: dict[str, Any], name: str, default: bool = False) -> bool:
     raise BadParams(f"{name} must be true or false")
 
 
+INT64 = 2**63
+
+
 def optional_integer(params: dict[str, Any], name: str, *, fraction_ok: bool = False) -> int | None:
-    """An integer parameter, None when absent or empty. With `fraction_ok`, a decimal
-    such as "1700000000.25" counts by its whole part (times sent with a fraction)."""
+    """A signed 64-bit integer parameter (a JSON integer or ASCII digits), None when absent
+    or empty. With `fraction_ok`, a decimal such as "1700000000.25" counts by its whole
+    part (times sent with a fraction)."""
     value = params.get(name)
     if value is None or value == "":
         return None
-    try:
-        return int(str(value).split(".")[0]) if fraction_ok else int(value)
-    except (TypeError, ValueError):
-        raise BadParams(name) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    elif isinstance(value, str) or (fraction_ok and isinstance(value, float)):
+        text = str(value).strip()
+    else:
+        raise BadParams(name)
+    if fraction_ok:
+        whole, _, fraction = text.partition(".")
+        if fraction and not (fraction.isascii() and fraction.isdigit()):
+            raise BadParams(name)
+        text = whole
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise BadParams(name)
+    number = int(text)
+    if not -INT64 <= number < INT64:
+        raise BadParams(name)
+    return number
 
 
 def integer(params: dict[str, Any], name: str, default: int, *, fraction_ok: bool = False) -> int:

@@ -8,23 +8,24 @@ show every command applied so far: a client sees its own orders at once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cambio.api.keys import KeyStore
 from cambio.api.kraken.errors import KrakenError
+from cambio.api.kraken.funding import FundingApi
 from cambio.api.kraken.history import CLOSED, OPEN, PAGE, History
 from cambio.api.kraken.orders import add_order, invalid
 from cambio.api.kraken.params import flag, integer, names, optional_integer
 from cambio.api.kraken.public import rfc3339
 from cambio.api.kraken.trading import Trading
-from cambio.model.commands import CancelAll, CancelOrder, Command
+from cambio.model.commands import CancelOrder, Command
 from cambio.model.config import FeeTier, MarketConfig
 from cambio.model.decimals import format_units
 from cambio.model.events import (
     Event,
-    OrderAccepted,
-    OrderClosed,
 )
 from cambio.model.ids import format_id, parse_id
 from cambio.runtime.host import EngineHost
@@ -46,22 +47,36 @@ class PrivateApi:
         self,
         config: MarketConfig,
         host: Callable[[], EngineHost],
-        execute: Execute,
+        trading: Trading,
         read_models_current: Callable[[], Awaitable[None]],
         history: History,
+        keys: KeyStore,
     ) -> None:
         self.config = config
         self.host = host
-        self.execute = execute
         self.current = read_models_current
         self.history = history
-        self.trading = Trading(config, execute, read_models_current, history)
-        funds, orders, trade = "query_funds", "query_orders", "trade"
+        self.trading = trading
+        funding = FundingApi(config, host, trading, read_models_current, history, keys)
+        funds, orders, trade, withdraw = "query_funds", "query_orders", "trade", "withdraw"
         self.methods: dict[str, Method] = {
+            "DepositMethods": Method(funds, funding.deposit_methods),
+            "DepositAddresses": Method(funds, funding.deposit_addresses),
+            "DepositStatus": Method(funds, funding.deposit_status),
+            "WithdrawMethods": Method(funds, funding.withdraw_methods),
+            "WithdrawAddresses": Method(funds, funding.withdraw_addresses),
+            "WithdrawInfo": Method(funds, funding.withdraw_info),
+            "Withdraw": Method(withdraw, funding.withdraw),
+            "WithdrawStatus": Method(funds, funding.withdraw_status),
+            "WithdrawCancel": Method(withdraw, funding.withdraw_cancel),
             "Balance": Method(funds, self.balance),
             "BalanceEx": Method(funds, self.balance_ex),
+            "TradeBalance": Method(funds, self.trade_balance),
             "AddOrder": Method(trade, self.add_order),
+            "AddOrderBatch": Method(trade, self.add_order_batch),
+            "EditOrder": Method(trade, self.edit_order),
             "CancelOrder": Method(trade, self.cancel_order),
+            "CancelOrderBatch": Method(trade, self.cancel_order_batch),
             "CancelAll": Method(trade, self.cancel_all),
             "OpenOrders": Method(orders, self.open_orders),
             "ClosedOrders": Method(orders, self.closed_orders),
@@ -92,33 +107,108 @@ class PrivateApi:
             for a, (avail, trade, _) in held.items()
         }
 
+    async def trade_balance(self, account: int, params: Params) -> Any:
+        """Spot only (no margin yet): equity is every balance valued in USD at the last
+        trade of its USD market; assets without one count nothing."""
+        usd = self.config.assets[self.config.usd_asset]
+        if params.get("asset") not in (None, "") and self._asset_id(str(params["asset"])) != usd.id:
+            raise invalid("asset")
+        total = 0
+        for asset_id, (avail, trade, withdrawing) in self.host().query("balances", account).items():
+            total += self._usd_value(asset_id, avail + trade + withdrawing)
+        text = format_units(total, usd.decimals)
+        zero = format_units(0, usd.decimals)
+        return {
+            "eb": text, "tb": text, "m": zero, "uv": zero, "n": zero, "c": zero, "v": zero,
+            "e": text, "mf": text,
+        }  # fmt: skip
+
+    def _usd_value(self, asset_id: str, units: int) -> int:
+        usd = self.config.assets[self.config.usd_asset]
+        asset = self.config.asset(asset_id)
+        if asset.index == usd.index:
+            return int(units // 10 ** (usd.units - usd.decimals))
+        for pair in self.config.pairs:
+            if pair.base == asset.index and pair.quote == usd.index:
+                last = self.history.last_trade(pair.id)
+                if last is not None:
+                    scale = 10 ** (asset.units + pair.pair_decimals - usd.decimals)
+                    return int(units * last[0] // scale)
+        return 0
+
     # ------------------------------------------------------------------ trading
     async def add_order(self, account: int, params: Params) -> Any:
         cmd, text = add_order(self.config, account, params)
-        events = await self.trading.run(cmd)
-        accepted = [ev for ev in events if isinstance(ev, OrderAccepted)]
-        if not accepted:  # validate=true: checked, nothing placed, no txid
+        accepted = await self.trading.place(cmd)
+        if accepted is None:  # validate=true: checked, nothing placed, no txid
             return {"descr": {"order": text}}
-        return {"descr": {"order": text}, "txid": [format_id("O", accepted[0].order_id)]}
+        return {"descr": {"order": text}, "txid": [format_id("O", accepted.order_id)]}
+
+    async def add_order_batch(self, account: int, params: Params) -> Any:
+        """2 to 15 orders on one pair. Every order's parameters are checked before any is
+        placed (one bad one refuses the batch); the engine's refusals are per entry."""
+        orders = _json_list(params.get("orders"), "orders")
+        if not 2 <= len(orders) <= 15 or not all(isinstance(o, dict) for o in orders):
+            raise invalid("orders")
+        common = {"pair": params.get("pair", ""), "validate": params.get("validate", False)}
+        built = [add_order(self.config, account, {**o, **common}) for o in orders]
+        results = await self.trading.place_batch([cmd for cmd, _ in built])
+        entries: list[dict[str, Any]] = []
+        for (_, text), result in zip(built, results, strict=True):
+            if isinstance(result, KrakenError):
+                entries.append({"error": ", ".join(result.errors)})
+            elif result is None:
+                entries.append({"descr": {"order": text}})
+            else:
+                entries.append({"txid": format_id("O", result.order_id), "descr": {"order": text}})
+        return {"orders": entries}
+
+    async def edit_order(self, account: int, params: Params) -> Any:
+        txid = str(params.get("txid") or "")
+        order_id = _parse(txid, "O", "EOrder:Unknown order")
+        edit = await self.trading.edit(account, order_id, params)
+        if edit.accepted is None:  # validate=true
+            return {"status": "ok", "descr": {"order": edit.text}}
+        return {
+            "status": "ok",
+            "txid": format_id("O", edit.accepted.order_id),
+            "originaltxid": txid,
+            "volume": edit.fields["volume"],
+            "price": edit.fields.get("price", "0"),
+            "price2": edit.fields.get("price2", "0"),
+            "orders_cancelled": 1,
+            "descr": {"order": edit.text},
+        }
 
     async def cancel_order(self, account: int, params: Params) -> Any:
         txid = str(params.get("txid") or "").strip()
         cl_ord_id = params.get("cl_ord_id") or None
         if cl_ord_id is not None:
             cmd = CancelOrder(account=account, cl_ord_id=str(cl_ord_id))
-        elif txid.lstrip("-").isdigit():
+        elif txid.lstrip("-").isascii() and txid.lstrip("-").isdigit():
             cmd = CancelOrder(account=account, userref=int(txid))
         else:
-            try:
-                cmd = CancelOrder(account=account, order_id=parse_id("O", txid))
-            except ValueError:
-                raise KrakenError("EOrder:Unknown order") from None
-        events = await self.trading.run(cmd)
-        return {"count": sum(isinstance(ev, OrderClosed) for ev in events)}
+            cmd = CancelOrder(account=account, order_id=_parse(txid, "O", "EOrder:Unknown order"))
+        return {"count": await self.trading.cancel(cmd)}
+
+    async def cancel_order_batch(self, account: int, params: Params) -> Any:
+        """Up to 50 orders by txid (plain strings or {"txid": ...}) and/or cl_ord_ids."""
+        cmds: list[CancelOrder] = []
+        for item in _json_list(params.get("orders") or [], "orders"):
+            txid = item.get("txid") if isinstance(item, dict) else item
+            cmds.append(
+                CancelOrder(
+                    account=account, order_id=_parse(str(txid), "O", "EOrder:Unknown order")
+                )
+            )
+        for cl_ord_id in _json_list(params.get("cl_ord_ids") or [], "cl_ord_ids"):
+            cmds.append(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
+        if not 1 <= len(cmds) <= 50:
+            raise invalid("orders")
+        return {"count": await self.trading.cancel_many(account, cmds)}
 
     async def cancel_all(self, account: int, params: Params) -> Any:
-        events = await self.trading.run(CancelAll(account=account))
-        return {"count": sum(isinstance(ev, OrderClosed) for ev in events)}
+        return {"count": await self.trading.cancel_all(account)}
 
     # ------------------------------------------------------------------ queries
     def _filters(self, params: Params) -> dict[str, Any]:
@@ -254,6 +344,18 @@ class PrivateApi:
     async def cancel_all_after(self, account: int, params: Params) -> Any:
         now, trigger = await self.trading.cancel_all_after(account, params.get("timeout", ""))
         return {"currentTime": rfc3339(now), "triggerTime": rfc3339(trigger) if trigger else "0"}
+
+
+def _json_list(value: Any, name: str) -> list[Any]:
+    """A list parameter: a JSON body's list, or a JSON array sent as a form field."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise invalid(name) from None
+    if not isinstance(value, list):
+        raise invalid(name)
+    return value
 
 
 def _parse(text: str, prefix: str, error: str) -> int:

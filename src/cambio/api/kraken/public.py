@@ -12,7 +12,7 @@ from typing import Any
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.history import History
 from cambio.api.kraken.market_data import MarketData
-from cambio.api.kraken.params import names
+from cambio.api.kraken.params import integer, names
 from cambio.model.config import AssetSpec, FeeTier, MarketConfig, PairSpec
 from cambio.model.decimals import format_units
 from cambio.runtime.host import EngineHost
@@ -151,11 +151,7 @@ class PublicApi:
 
     async def depth(self, params: Params) -> Any:
         p = self.pair(str(params.get("pair") or ""))
-        try:
-            count = int(params.get("count") or 100)
-        except ValueError:
-            raise KrakenError("EGeneral:Invalid arguments:count") from None
-        count = max(1, min(count, 500))
+        count = max(1, min(integer(params, "count", 100), 500))
         host = self.host()
         book = host.query("depth", p.id, count)
         ts = int(host.query("status")["ts"] // 1_000_000_000)

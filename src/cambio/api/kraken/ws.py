@@ -5,7 +5,8 @@ Every request is answered with its ``req_id`` echoed (ccxt resolves its futures 
 ``success``, ``time_in`` and ``time_out``; an error is a string. Channels: status (sent on
 connect and on every change), book (snapshot, then diffs with the CRC32 checksum),
 trade, ticker, instrument; private executions and balances. Methods: ping, subscribe,
-unsubscribe, add_order, amend_order, cancel_order, cancel_all, cancel_all_orders_after.
+unsubscribe, add_order, batch_add, amend_order, edit_order, cancel_order, batch_cancel,
+cancel_all, cancel_all_orders_after.
 Orders placed here go through the same parameter checks as REST AddOrder.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import time
 from typing import Any
 
@@ -29,17 +31,14 @@ from cambio.api.kraken.params import BadParams
 from cambio.api.kraken.tokens import Tokens
 from cambio.api.kraken.trading import Trading
 from cambio.api.kraken.wsformat import number, timestamp
-from cambio.model.commands import CancelAll, CancelOrder
+from cambio.model.commands import CancelOrder
 from cambio.model.config import PairSpec
 from cambio.model.decimals import DecimalFormatError
-from cambio.model.events import (
-    OrderAccepted,
-    OrderClosed,
-)
 from cambio.model.ids import format_id, parse_id
 from cambio.runtime.sequencer import SequencerStopped
 from cambio.runtime.service import ExchangeService
 
+log = logging.getLogger("cambio.api.ws")
 DEPTHS = (10, 25, 100, 500, 1000)
 PUBLIC = ("book", "trade", "ticker", "instrument", "status")
 PRIVATE = ("executions", "balances")
@@ -52,16 +51,19 @@ class Refused(Exception):
 
 class WsApi:
     def __init__(
-        self, service: ExchangeService, feed: Feed, tokens: Tokens, history: History
+        self,
+        service: ExchangeService,
+        feed: Feed,
+        tokens: Tokens,
+        history: History,
+        trading: Trading,
     ) -> None:
         self.service = service
         self.feed = feed
         self.tokens = tokens
         self.history = history
         self.config = service.config
-        self.trading = Trading(
-            service.config, service.execute, service.read_models_current, history
-        )
+        self.trading = trading
 
     # ------------------------------------------------------------------ connection
     async def endpoint(self, ws: WebSocket) -> None:
@@ -100,7 +102,7 @@ class WsApi:
             request = json.loads(text)
             if not isinstance(request, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             sub.send(
                 {
                     "error": "Malformed request",
@@ -147,10 +149,13 @@ class WsApi:
             reply(error=str(exc))
         except KrakenError as exc:
             reply(error=", ".join(exc.errors))
-        except (BadParams, DecimalFormatError, ValueError, TypeError) as exc:
+        except (BadParams, DecimalFormatError, ValueError, TypeError, OverflowError) as exc:
             reply(error=f"EGeneral:Invalid arguments:{exc}")
         except SequencerStopped as exc:
             reply(error=", ".join(halted(exc)))
+        except Exception:  # a bug: logged, answered, and the connection lives on
+            log.exception("internal error handling %s", method)
+            reply(error="EGeneral:Internal error")
 
     def _authorize(self, params: dict[str, Any], permission: str, sub: Subscriber) -> int:
         """The account a request's token stands for. A token that opened a private
@@ -320,16 +325,74 @@ class WsApi:
     async def add_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         rest = _rest_params(params)
         cmd, _ = add_order(self.config, account, rest)
-        events = await self.trading.run(cmd)
-        accepted = [ev for ev in events if isinstance(ev, OrderAccepted)]
-        result: dict[str, Any] = {
-            "order_id": format_id("O", accepted[0].order_id) if accepted else ""
-        }
+        accepted = await self.trading.place(cmd)
+        result: dict[str, Any] = {"order_id": format_id("O", accepted.order_id) if accepted else ""}
         if params.get("cl_ord_id"):
             result["cl_ord_id"] = params["cl_ord_id"]
         if params.get("order_userref") is not None:
             result["order_userref"] = params["order_userref"]
         return [result]
+
+    async def batch_add(self, account: int, params: dict[str, Any]) -> list[Any]:
+        """2 to 15 orders on one symbol, answered in one message: per order its id or its
+        error. Every order's fields are checked before any is placed."""
+        orders = params.get("orders")
+        if not isinstance(orders, list) or not 2 <= len(orders) <= 15:
+            raise Refused("EGeneral:Invalid arguments:orders")
+        common = {"symbol": params.get("symbol", ""), "validate": params.get("validate", False)}
+        cmds = []
+        for order in orders:
+            if not isinstance(order, dict):
+                raise Refused("EGeneral:Invalid arguments:orders")
+            cmds.append(add_order(self.config, account, _rest_params({**order, **common}))[0])
+        entries: list[dict[str, Any]] = []
+        for order, result in zip(orders, await self.trading.place_batch(cmds), strict=True):
+            if isinstance(result, KrakenError):
+                entries.append({"error": ", ".join(result.errors)})
+                continue
+            entry: dict[str, Any] = {"order_id": format_id("O", result.order_id) if result else ""}
+            if order.get("cl_ord_id"):
+                entry["cl_ord_id"] = order["cl_ord_id"]
+            if order.get("order_userref") is not None:
+                entry["order_userref"] = order["order_userref"]
+            entries.append(entry)
+        return [entries]
+
+    async def batch_cancel(self, account: int, params: dict[str, Any]) -> list[Any]:
+        """Up to 50 orders by id (or userref) and cl_ord_id: how many were cancelled."""
+        cmds = []
+        for ref in params.get("orders") or []:
+            text = str(ref)
+            if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+                cmds.append(CancelOrder(account=account, userref=int(text)))
+            else:
+                try:
+                    cmds.append(CancelOrder(account=account, order_id=parse_id("O", text)))
+                except ValueError:
+                    raise Refused("EOrder:Unknown order") from None
+        for cl_ord_id in params.get("cl_ord_id") or []:
+            cmds.append(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
+        if not 1 <= len(cmds) <= 50:
+            raise Refused("EGeneral:Invalid arguments:orders")
+        return [{"count": await self.trading.cancel_many(account, cmds)}]
+
+    async def edit_order(self, account: int, params: dict[str, Any]) -> list[Any]:
+        """Legacy edit: a new order replaces `order_id` (see Trading.edit)."""
+        try:
+            order_id = parse_id("O", str(params.get("order_id") or ""))
+        except ValueError:
+            raise Refused("EOrder:Unknown order") from None
+        changes: dict[str, Any] = {"validate": bool(params.get("validate", False))}
+        for ws_name, rest_name in WS_EDIT_FIELDS.items():
+            if params.get(ws_name) is not None:
+                changes[rest_name] = _text(params[ws_name])
+        if params.get("symbol"):
+            changes["pair"] = params["symbol"]
+        if params.get("post_only"):
+            changes["oflags"] = "post"
+        edit = await self.trading.edit(account, order_id, changes)
+        new = format_id("O", edit.accepted.order_id) if edit.accepted else ""
+        return [{"order_id": new, "original_order_id": format_id("O", order_id)}]
 
     async def cancel_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         out = []
@@ -338,21 +401,20 @@ class WsApi:
                 oid = parse_id("O", str(order_id))
             except ValueError:
                 raise Refused("EOrder:Unknown order") from None
-            await self.trading.run(CancelOrder(account=account, order_id=oid))
+            await self.trading.cancel(CancelOrder(account=account, order_id=oid))
             out.append({"order_id": order_id})
         for cl_ord_id in params.get("cl_ord_id") or []:
-            await self.trading.run(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
+            await self.trading.cancel(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
             out.append({"cl_ord_id": cl_ord_id})
         for userref in params.get("order_userref") or []:
-            await self.trading.run(CancelOrder(account=account, userref=int(userref)))
+            await self.trading.cancel(CancelOrder(account=account, userref=int(userref)))
             out.append({"order_userref": userref})
         if not out:
             raise Refused("EGeneral:Invalid arguments:order_id")
         return out
 
     async def cancel_all(self, account: int, params: dict[str, Any]) -> list[Any]:
-        events = await self.trading.run(CancelAll(account=account))
-        return [{"count": sum(isinstance(ev, OrderClosed) for ev in events)}]
+        return [{"count": await self.trading.cancel_all(account)}]
 
     async def cancel_after(self, account: int, params: dict[str, Any]) -> list[Any]:
         now, trigger = await self.trading.cancel_all_after(account, params.get("timeout", ""))
@@ -381,11 +443,20 @@ class WsApi:
 
 TRADING = {
     "add_order": "add_order",
+    "batch_add": "batch_add",
+    "batch_cancel": "batch_cancel",
+    "edit_order": "edit_order",
     "cancel_order": "cancel_order",
     "cancel_all": "cancel_all",
     "cancel_all_orders_after": "cancel_after",
     "amend_order": "amend_order",
 }
+
+
+WS_EDIT_FIELDS = {
+    "order_qty": "volume", "limit_price": "price", "display_qty": "displayvol",
+    "order_userref": "userref",
+}  # fmt: skip
 
 
 def _text(value: Any) -> str:
