@@ -139,7 +139,7 @@ funding = Table(
     _int("opened_ts"),
     _int("closed_ts"),  # 0 while pending
     _int("seq"),
-    Index("ix_funding_account_kind_ts", "account", "kind", "opened_ts"),
+    Index("ix_funding_account_kind_seq", "account", "kind", "seq"),
 )
 
 # The latest ledger balance per (account, asset): the running balances' starting point.
