@@ -46,6 +46,7 @@ of the command stream, so replaying it always ends in the same state hash.
 \b
 Start with:
   cambio serve                       run the exchange (data in ./cambio-data)
+  cambio serve --demo                ...with trading bots and a funded demo key
   cambio verify --data cambio-data   audit the journal: replay it, check the funds
   cambio demo                        replay a demo stream and show what happened
   cambio COMMAND --help              details of a command
@@ -254,6 +255,20 @@ def demo(steps: int, seed: int) -> None:
 )
 @ENGINE_OPTION
 @ENGINE_PYTHON_OPTION
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Bring the exchange to life: a market maker and a taker on every pair trade "
+    "through the same journaled path as any client, so books and trades move; prints a "
+    "funded demo account's API key. The bots' accounts are demo-maker and demo-taker.",
+)
+@click.option(
+    "--demo-rate",
+    type=click.FloatRange(min=0.1),
+    default=4.0,
+    show_default=True,
+    help="With --demo: the bots' commands per second on each pair (every one is journaled).",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -264,6 +279,8 @@ def serve(
     snapshot_interval: float,
     engine: str,
     engine_python: str,
+    demo: bool,
+    demo_rate: float,
 ) -> None:
     """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
 
@@ -299,6 +316,8 @@ def serve(
             engine=engine,
             engine_python=engine_python,
         ),
+        demo=demo,
+        demo_rate=demo_rate,
     )
     try:
         code = run(DataDir(data_dir), options)
