@@ -270,6 +270,41 @@ def test_batch_add_batch_cancel_and_edit_order_over_the_socket(venue: dict[str, 
             )
             cancelled = await ask("batch_cancel", 5, orders=[new_id, third["order_id"]])
             assert cancelled["result"] == {"count": 2}
-            assert maker.query_private("OpenOrders")["result"]["open"] == {}
+            still_open = maker.query_private("OpenOrders")["result"]["open"]
+            assert not {new_id, third["order_id"]} & set(still_open)
+
+    asyncio.run(run())
+
+
+def test_ohlc_snapshot_then_candles_updated_by_each_trade(venue: dict[str, Any]) -> None:
+    maker, taker = kx(venue, "maker"), kx(venue, "taker")
+    order(maker, "sell", "55000", "0.01")
+    order(taker, "buy", "55000", "0.01")  # a trade before subscribing
+
+    async def run() -> None:
+        async with websockets.connect(venue["ws"]) as sock:
+            await next_message(sock, "status")
+            await sock.send(json.dumps({"method": "subscribe", "req_id": 3, "params": {
+                "channel": "ohlc", "symbol": ["BTC/USD"], "interval": 5}}))  # fmt: skip
+            ack = json.loads(await sock.recv())
+            assert ack["success"] is True and ack["result"]["interval"] == 5
+            snap = await next_message(sock, "ohlc")
+            assert snap["type"] == "snapshot" and snap["data"]
+            last = snap["data"][-1]
+            assert last["close"] == "55000.0" and last["interval"] == 5
+            before_volume, before_trades = float(last["volume"]), last["trades"]
+            order(maker, "sell", "55100", "0.02")
+            await asyncio.to_thread(order, taker, "buy", "55100", "0.02")
+            update = await next_message(sock, "ohlc")
+            assert update["type"] == "update"
+            (candle,) = update["data"]
+            assert candle["close"] == "55100.0" and candle["high"] >= "55100.0"
+            if candle["interval_begin"] == last["interval_begin"]:  # same 5 minutes
+                assert candle["trades"] == before_trades + 1
+                assert float(candle["volume"]) == pytest.approx(before_volume + 0.02)
+            await sock.send(json.dumps({"method": "subscribe", "req_id": 4, "params": {
+                "channel": "ohlc", "symbol": ["BTC/USD"], "interval": 7}}))  # fmt: skip
+            bad = json.loads(await sock.recv())
+            assert bad["success"] is False and "interval" in bad["error"]
 
     asyncio.run(run())

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from cambio.api.kraken.candles import Candles
 from cambio.api.kraken.tokens import Grant
 from cambio.api.kraken.wsformat import checksum, number, timestamp
 from cambio.model.commands import BUY, Command
@@ -89,6 +90,7 @@ class Feed:
         self.balances: dict[int, set[Subscriber]] = defaultdict(set)
         self.last_book: dict[int, tuple[Levels, Levels]] = {}
         self.status_subscribers: set[Subscriber] = set()
+        self.candles = Candles()
 
     # ------------------------------------------------------------------ subscribing
     def forget(self, sub: Subscriber) -> None:
@@ -99,6 +101,7 @@ class Feed:
                 else:
                     subs.discard(sub)
         self.status_subscribers.discard(sub)
+        self.candles.forget(sub)
 
     def book_snapshot(self, p: PairSpec, depth: int) -> dict[str, Any]:
         book = self.host().query("depth", p.id, MAX_DEPTH)
@@ -125,13 +128,17 @@ class Feed:
     def on_batch(self, cmds: list[Command], results: list[list[Event]]) -> None:
         now = time.time_ns()
         trades: dict[int, list[Trade]] = defaultdict(list)
+        timed: dict[int, list[tuple[int, Trade]]] = defaultdict(list)  # for candles
         private: dict[int, list[dict[str, Any]]] = defaultdict(list)
         fills: dict[int, list[dict[str, Any]]] = defaultdict(list)
         moved: set[int] = set()
         book_may_change = mode_changed = False
-        for events in results:
+        for cmd, events in zip(cmds, results, strict=True):
             for ev in events:
                 kind = type(ev)
+                if kind is Trade:
+                    assert isinstance(ev, Trade)
+                    timed[ev.pair].append((cmd.ts, ev))
                 book_may_change = book_may_change or kind in BOOK_EVENTS
                 mode_changed = mode_changed or kind is GlobalModeChanged
                 self._route(ev, now, trades, private, fills, moved)
@@ -141,6 +148,7 @@ class Feed:
                     self._publish_book(self.config.pairs[pair], subs, now)
         for pair, pair_trades in trades.items():
             self._publish_trades(self.config.pairs[pair], pair_trades, now)
+            self.candles.on_trades(self.config.pairs[pair], timed[pair], now)
         for account, entries in private.items():
             self._publish_private(self.executions.get(account, set()), "executions", entries)
         for account, entries in fills.items():

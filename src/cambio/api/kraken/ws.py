@@ -4,7 +4,7 @@ one endpoint (private requests carry a token from REST GetWebSocketsToken).
 Every request is answered with its ``req_id`` echoed (ccxt resolves its futures by it),
 ``success``, ``time_in`` and ``time_out``; an error is a string. Channels: status (sent on
 connect and on every change), book (snapshot, then diffs with the CRC32 checksum),
-trade, ticker, instrument; private executions and balances. Methods: ping, subscribe,
+trade, ticker, ohlc, instrument; private executions and balances. Methods: ping, subscribe,
 unsubscribe, add_order, batch_add, amend_order, edit_order, cancel_order, batch_cancel,
 cancel_all, cancel_all_orders_after.
 Orders placed here go through the same parameter checks as REST AddOrder.
@@ -23,6 +23,8 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from cambio.api.envelope import halted
+from cambio.api.kraken.candles import INTERVALS, SNAPSHOT, Candle
+from cambio.api.kraken.candles import entry as candle_entry
 from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.feed import Feed, Subscriber
 from cambio.api.kraken.history import OPEN, History
@@ -40,7 +42,7 @@ from cambio.runtime.service import ExchangeService
 
 log = logging.getLogger("cambio.api.ws")
 DEPTHS = (10, 25, 100, 500, 1000)
-PUBLIC = ("book", "trade", "ticker", "instrument", "status")
+PUBLIC = ("book", "trade", "ticker", "ohlc", "instrument", "status")
 PRIVATE = ("executions", "balances")
 _ids = itertools.count(1)
 
@@ -212,6 +214,9 @@ class WsApi:
         depth = int(params.get("depth", 10))
         if channel == "book" and depth not in DEPTHS:
             raise Refused("Subscription depth not supported")
+        if channel == "ohlc":
+            await self._ohlc(sub, on, pairs, params, reply)
+            return
         for p in pairs:
             result = {"channel": channel, "symbol": p.symbol}
             if channel == "book":
@@ -227,6 +232,34 @@ class WsApi:
             reply(result)
             if on and result["snapshot"]:
                 await self._public_snapshot(sub, channel, p, depth)
+
+    async def _ohlc(
+        self, sub: Subscriber, on: bool, pairs: list[PairSpec], params: dict[str, Any], reply: Any
+    ) -> None:
+        interval = params.get("interval", 1)
+        if interval not in INTERVALS or isinstance(interval, bool):
+            raise Refused("Subscription ohlc interval not supported")
+        snapshot = bool(params.get("snapshot", True))
+        if on:
+            await self.service.read_models_current()
+        for p in pairs:
+            if not on:
+                self.feed.candles.unsubscribe(sub, p.index, interval)
+                reply({"channel": "ohlc", "symbol": p.symbol, "interval": interval})
+                continue
+            rows = self.history.candles(p.id, interval, 0, SNAPSHOT)
+            candles = [
+                Candle(r.time, r.open, r.high, r.low, r.close, r.volume, r.pv, r._mapping["count"])
+                for r in rows
+            ]
+            self.feed.candles.subscribe(sub, p.index, interval, candles[-1] if candles else None)
+            reply({"channel": "ohlc", "symbol": p.symbol, "interval": interval,
+                   "snapshot": snapshot})  # fmt: skip
+            if snapshot:
+                now = time.time_ns()
+                data = [candle_entry(p, interval, c, now) for c in candles]
+                sub.send({"channel": "ohlc", "type": "snapshot", "timestamp": timestamp(now),
+                          "data": data})  # fmt: skip
 
     async def _public_snapshot(
         self, sub: Subscriber, channel: str, p: PairSpec, depth: int
