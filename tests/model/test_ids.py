@@ -11,7 +11,7 @@ import pytest
 from cambio.model.ids import format_id, parse_id
 
 SHAPE = re.compile(r"^[OTL][A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{6}$")
-SAMPLES = [0, 1, 2, 3, 42, 16_383, 16_384, 10**6, 2**32, 2**63, 2**64 - 1]
+SAMPLES = [0, 1, 2, 3, 42, 16_383, 16_384, 10**6, 2**32, 2**63 - 1]
 
 
 @pytest.mark.parametrize("n", SAMPLES)
@@ -26,8 +26,16 @@ def test_round_trip(prefix: str, n: int) -> None:
 def test_round_trip_random() -> None:
     rng = random.Random(7)
     for _ in range(5000):
-        n = rng.randrange(0, 2**64)
+        n = rng.randrange(0, 2**63)
         assert parse_id("O", format_id("O", n)) == n
+
+
+@pytest.mark.parametrize("n", [2**63, 2**64 - 1])
+def test_ids_beyond_signed_64_bits_are_refused(n: int) -> None:
+    """The engine and the read models hold ids as signed 64-bit integers: a well-formed id
+    above them cannot name anything, and would overflow a database column."""
+    with pytest.raises(ValueError, match="not a O id"):
+        parse_id("O", format_id("O", n))
 
 
 def test_ids_are_distinct_and_do_not_look_sequential() -> None:

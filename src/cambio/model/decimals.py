@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+MAX_DIGITS = 40  # 2**64 has 20 digits; more would only cost time (1e999999999)
+
 
 class DecimalFormatError(ValueError):
     """A decimal string that cannot be represented exactly at the requested precision."""
@@ -23,6 +25,8 @@ def parse_fixed(text: str) -> tuple[int, int]:
         raise DecimalFormatError(f"not a finite number: {text!r}")
     sign, digits, exponent = d.as_tuple()
     assert isinstance(exponent, int)
+    if len(digits) > MAX_DIGITS or abs(exponent) > MAX_DIGITS:  # far beyond any amount
+        raise DecimalFormatError(f"too many digits: {text[:50]!r}")
     mantissa = int("".join(map(str, digits)) or "0")
     if sign:
         mantissa = -mantissa

@@ -40,4 +40,7 @@ def parse_id(prefix: str, text: str) -> int:
     x = v & _MASK
     if v >> 64 != _check(x):
         raise ValueError(f"not a {prefix} id: {text!r}")
-    return (x * _INV) & _MASK
+    value = (x * _INV) & _MASK
+    if value >= 2**63:  # ids are signed 64-bit in the engine and the read models
+        raise ValueError(f"not a {prefix} id: {text!r}")
+    return value

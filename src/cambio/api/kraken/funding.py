@@ -208,7 +208,8 @@ class FundingApi:
         cursor = params.get("cursor")
         paged = cursor not in (None, "", False, "false", "False")
         text = str(cursor)
-        before = int(text) if paged and text.isascii() and text.isdigit() else None  # ours
+        ours = paged and text.isascii() and text.isdigit() and len(text) <= 18
+        before = int(text) if ours else None
         await self.current()
         rows = self.history.funding(
             account, kind, asset=asset, start_ns=start * 10**9,

@@ -186,7 +186,10 @@ class PrivateApi:
         if cl_ord_id is not None:
             cmd = CancelOrder(account=account, cl_ord_id=str(cl_ord_id))
         elif txid.lstrip("-").isascii() and txid.lstrip("-").isdigit():
-            cmd = CancelOrder(account=account, userref=int(txid))
+            userref = optional_integer({"txid": txid}, "txid")
+            if userref is None or not -(2**31) <= userref < 2**31:
+                raise invalid("txid")
+            cmd = CancelOrder(account=account, userref=userref)
         else:
             cmd = CancelOrder(account=account, order_id=_parse(txid, "O", "EOrder:Unknown order"))
         return {"count": await self.trading.cancel(cmd)}

@@ -396,7 +396,7 @@ class WsApi:
         cmds = []
         for ref in params.get("orders") or []:
             text = str(ref)
-            if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+            if text.lstrip("-").isascii() and text.lstrip("-").isdigit() and len(text) <= 11:
                 cmds.append(CancelOrder(account=account, userref=int(text)))
             else:
                 try:
