@@ -36,13 +36,17 @@ What it does:
 
 The order flow keeps the book bounded and never runs out of funds: each client repeats
 resting buy, resting sell (GTC limits 0.1 to 5.0 USD either side of 40,000), a buy IOC and
-a sell IOC at 6 USD through the mid (each takes the best opposite order or expires), all
-for 0.001 BTC, so about half the orders trade and the book stays at a few hundred orders.
+a sell IOC 6 USD through the mid, all for 0.001 BTC. An IOC takes the best opposite order
+or expires; it meets its own account's orders with self-trade prevention cancel-oldest
+(that order is cancelled, the IOC goes on), so every IOC removes at least one resting order
+while the book crosses it, and the book stays small.
 
 Reported per phase: orders sent, acknowledged, errors (the first few strings), lost,
-sustained ops/s, latency p50/p90/p99/p99.9/max, CPU use of the server (and of its busiest
-threads) and of the load processes during the window, and the server's average group
-commit (commands per journal write). ``--json`` adds one JSON line with all of it.
+sustained ops/s, latency p50/p90/p99/p99.9/max, CPU use during the window of the server
+(its main thread, the event loop, and its other threads: journal writer, read-model
+projection), of the load processes and of everything else on the machine, and the
+server's average group commit (commands per journal write). ``--json`` adds one JSON line
+with all of it.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 REPO = Path(__file__).resolve().parent.parent
 FALLBACK_SCRATCH = REPO / ".bench-tmp"
@@ -116,7 +122,7 @@ class OrderFlow:
 
     def ws_text(self, token: str, req_id: int) -> str:
         side, price, ioc = self.next()
-        tif = ',"time_in_force":"ioc"' if ioc else ""
+        tif = ',"time_in_force":"ioc","stp_type":"cancel_oldest"' if ioc else ""
         return (
             '{"method":"add_order","params":{"order_type":"limit","side":"'
             f'{side}","order_qty":{QTY},"symbol":"BTC/USD","limit_price":{price}{tif},'
@@ -125,7 +131,7 @@ class OrderFlow:
 
     def rest_body(self, nonce: int) -> bytes:
         side, price, ioc = self.next()
-        tif = "&timeinforce=IOC" if ioc else ""
+        tif = "&timeinforce=IOC&stptype=cancel-oldest" if ioc else ""
         return (
             f"nonce={nonce}&ordertype=limit&pair=XBTUSD&price={price}&type={side}&volume={QTY}{tif}"
         ).encode()
@@ -317,9 +323,7 @@ class WsConn:
 
     @classmethod
     async def open(cls, loader: Loader, token: str) -> WsConn:
-        from websockets.asyncio.client import connect
-
-        url = loader.spec.api_url.replace("http://", "ws://", 1) + "/v2"
+        url = loader.spec.api_url.replace("http", "ws", 1) + "/v2"  # http: ws, https: wss
         sock = await connect(url, compression=None, max_queue=None, ping_interval=None)
         msgspec.json.decode(await sock.recv())  # the status message sent on connect
         loader.next_id += 1
@@ -333,12 +337,14 @@ class WsConn:
         sent = time.monotonic_ns()
         self.pending[req_id] = sent
         loader.count_sent(sent)
-        await self.sock.send(text)
+        try:
+            await self.sock.send(text)
+        except ConnectionClosed as exc:  # the server dropped us: this order is an error
+            del self.pending[req_id]
+            loader.record(sent, time.monotonic_ns(), f"connection closed: {exc}")
         return sent
 
     async def receive(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
         loader = self.loader
         closed_loop = loader.spec.rate <= 0
         decode = msgspec.json.decode
@@ -691,9 +697,9 @@ class Bench:
             f"{sum(len(s.clients) for s in specs)} clients, closed loop"
             if phase == "rest"
             else (
-                f"{sum(len(s.clients) for s in specs)} conns, open loop {a.rate:,.0f}/s"
+                f"{sum(len(s.clients) for s in specs)} connections, open loop {a.rate:,.0f}/s"
                 if a.rate
-                else f"{sum(len(s.clients) for s in specs)} conns × window {a.window}"
+                else f"{sum(len(s.clients) for s in specs)} connections × window {a.window}"
             )
         )
         return PhaseReport(
@@ -973,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(phase_table(report))
             reports.append(report)
         console.print(summary_table(reports))
-        if pid is not None and Path(f"/proc/{pid}").exists() is False:
+        if pid is not None and not Path(f"/proc/{pid}").exists():
             console.print("[red]the server died during the run[/red]")
     if a.json:
         print(json.dumps({"phases": [asdict(r) for r in reports]}))
