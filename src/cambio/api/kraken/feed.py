@@ -127,8 +127,7 @@ class Feed:
     # ------------------------------------------------------------------ the hook
     def on_batch(self, cmds: list[Command], results: list[list[Event]]) -> None:
         now = time.time_ns()
-        trades: dict[int, list[Trade]] = defaultdict(list)
-        timed: dict[int, list[tuple[int, Trade]]] = defaultdict(list)  # for candles
+        trades: dict[int, list[tuple[int, Trade]]] = defaultdict(list)  # (sequenced ts, trade)
         private: dict[int, list[dict[str, Any]]] = defaultdict(list)
         fills: dict[int, list[dict[str, Any]]] = defaultdict(list)
         moved: set[int] = set()
@@ -136,19 +135,16 @@ class Feed:
         for cmd, events in zip(cmds, results, strict=True):
             for ev in events:
                 kind = type(ev)
-                if kind is Trade:
-                    assert isinstance(ev, Trade)
-                    timed[ev.pair].append((cmd.ts, ev))
                 book_may_change = book_may_change or kind in BOOK_EVENTS
                 mode_changed = mode_changed or kind is GlobalModeChanged
-                self._route(ev, now, trades, private, fills, moved)
+                self._route(ev, cmd.ts, now, trades, private, fills, moved)
         if book_may_change:  # not for ticks, deposits, ...: no depth queries for nothing
             for pair, subs in self.books.items():
                 if subs:
                     self._publish_book(self.config.pairs[pair], subs, now)
-        for pair, pair_trades in trades.items():
-            self._publish_trades(self.config.pairs[pair], pair_trades, now)
-            self.candles.on_trades(self.config.pairs[pair], timed[pair], now)
+        for pair, timed in trades.items():
+            self._publish_trades(self.config.pairs[pair], [t for _, t in timed], now)
+            self.candles.on_trades(self.config.pairs[pair], timed, now)
         for account, entries in private.items():
             self._publish_private(self.executions.get(account, set()), "executions", entries)
         for account, entries in fills.items():
@@ -164,8 +160,9 @@ class Feed:
     def _route(
         self,
         ev: Event,
+        ts: int,
         now: int,
-        trades: dict[int, list[Trade]],
+        trades: dict[int, list[tuple[int, Trade]]],
         private: dict[int, list[dict[str, Any]]],
         fills: dict[int, list[dict[str, Any]]],
         moved: set[int],
@@ -173,7 +170,7 @@ class Feed:
         kind = type(ev)
         if kind is Trade:
             assert isinstance(ev, Trade)
-            trades[ev.pair].append(ev)
+            trades[ev.pair].append((ts, ev))
             moved.update((ev.maker_account, ev.taker_account))
             for account in (ev.maker_account, ev.taker_account):
                 if self.executions.get(account):

@@ -20,7 +20,7 @@ from cambio.api.kraken.history import CLOSED, OPEN, PAGE, History
 from cambio.api.kraken.orders import add_order, invalid
 from cambio.api.kraken.params import flag, integer, names, optional_integer
 from cambio.api.kraken.public import rfc3339
-from cambio.api.kraken.trading import Trading
+from cambio.api.kraken.trading import Trading, cancel_command, order_id_of
 from cambio.model.commands import CancelOrder, Command
 from cambio.model.config import FeeTier, MarketConfig
 from cambio.model.decimals import format_units
@@ -165,7 +165,7 @@ class PrivateApi:
 
     async def edit_order(self, account: int, params: Params) -> Any:
         txid = str(params.get("txid") or "")
-        order_id = _parse(txid, "O", "EOrder:Unknown order")
+        order_id = order_id_of(txid)
         edit = await self.trading.edit(account, order_id, params)
         if edit.accepted is None:  # validate=true
             return {"status": "ok", "descr": {"order": edit.text}}
@@ -185,13 +185,8 @@ class PrivateApi:
         cl_ord_id = params.get("cl_ord_id") or None
         if cl_ord_id is not None:
             cmd = CancelOrder(account=account, cl_ord_id=str(cl_ord_id))
-        elif txid.lstrip("-").isascii() and txid.lstrip("-").isdigit():
-            userref = optional_integer({"txid": txid}, "txid")
-            if userref is None or not -(2**31) <= userref < 2**31:
-                raise invalid("txid")
-            cmd = CancelOrder(account=account, userref=userref)
         else:
-            cmd = CancelOrder(account=account, order_id=_parse(txid, "O", "EOrder:Unknown order"))
+            cmd = cancel_command(account, txid, "txid")
         return {"count": await self.trading.cancel(cmd)}
 
     async def cancel_order_batch(self, account: int, params: Params) -> Any:
@@ -199,11 +194,7 @@ class PrivateApi:
         cmds: list[CancelOrder] = []
         for item in _json_list(params.get("orders") or [], "orders"):
             txid = item.get("txid") if isinstance(item, dict) else item
-            cmds.append(
-                CancelOrder(
-                    account=account, order_id=_parse(str(txid), "O", "EOrder:Unknown order")
-                )
-            )
+            cmds.append(CancelOrder(account=account, order_id=order_id_of(txid)))
         for cl_ord_id in _json_list(params.get("cl_ord_ids") or [], "cl_ord_ids"):
             cmds.append(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
         if not 1 <= len(cmds) <= 50:
@@ -334,7 +325,7 @@ class PrivateApi:
         cl_ord_id = params.get("cl_ord_id") or None
         order_id = 0
         if cl_ord_id is None:
-            order_id = _parse(str(params.get("txid") or ""), "O", "EOrder:Unknown order")
+            order_id = order_id_of(params.get("txid") or "")
         amended = await self.trading.amend(
             account,
             order_id,

@@ -17,6 +17,7 @@ from cambio.api.kraken.errors import KrakenError
 from cambio.api.kraken.history import OPEN, History
 from cambio.api.kraken.limits import RateLimits
 from cambio.api.kraken.orders import add_order, invalid
+from cambio.api.kraken.params import optional_integer
 from cambio.model.commands import (
     AddOrder,
     AmendOrder,
@@ -37,8 +38,10 @@ from cambio.model.events import (
     OrderClosed,
     OrderRejected,
 )
+from cambio.model.ids import parse_id
 
 Execute = Callable[[Command], Awaitable[tuple[int, list[Event]]]]
+UNKNOWN_ORDER = "EOrder:Unknown order"
 EDITABLE = ("volume", "price", "price2", "oflags", "userref", "validate", "displayvol")
 
 
@@ -116,7 +119,7 @@ class Trading:
         await self.current()
         rows, _ = self.history.orders(account, OPEN, ids=[order_id])
         if not rows:
-            raise KrakenError("EOrder:Unknown order")
+            raise KrakenError(UNKNOWN_ORDER)
         old = self.history.order(rows[0])
         descr = old["descr"]
         fields: dict[str, Any] = {
@@ -145,7 +148,7 @@ class Trading:
             return Edit(None, text, fields)
         self.limits.amend(account, order_id, self.config.pair(cmd.pair).index, edit=True)
         if not await self.cancel(CancelOrder(account=account, order_id=order_id)):
-            raise KrakenError("EOrder:Unknown order")
+            raise KrakenError(UNKNOWN_ORDER)
         accepted = await self.place(cmd)
         return Edit(accepted, text, fields)
 
@@ -183,7 +186,7 @@ class Trading:
         await self.current()
         pair_id = self.history.order_pair(account, order_id, cl_ord_id)
         if pair_id is None:
-            raise KrakenError("EOrder:Unknown order")
+            raise KrakenError(UNKNOWN_ORDER)
         pair = self.config.pair(pair_id)
         self.limits.amend(account, order_id, pair.index)
         fields: dict[str, int] = {}
@@ -202,7 +205,7 @@ class Trading:
         )
         amended = [ev for ev in await self.run(cmd) if isinstance(ev, OrderAmended)]
         if not amended:
-            raise KrakenError("EOrder:Unknown order")
+            raise KrakenError(UNKNOWN_ORDER)
         return amended[0]
 
     async def cancel_all_after(self, account: int, timeout: Any) -> tuple[int, int]:
@@ -216,6 +219,26 @@ class Trading:
         events = await self.run(CancelAllAfter(account=account, timeout_s=seconds))
         armed = [ev.trigger_ts for ev in events if isinstance(ev, DeadManSwitch)]
         return time.time_ns(), armed[0] if armed else 0
+
+
+def order_id_of(txid: Any) -> int:
+    """The order a txid names; text that is no order id names no order."""
+    try:
+        return parse_id("O", str(txid))
+    except ValueError:
+        raise KrakenError(UNKNOWN_ORDER) from None
+
+
+def cancel_command(account: int, ref: Any, name: str) -> CancelOrder:
+    """Cancel by txid, or by userref when `ref` is digits (Kraken's 32-bit userref;
+    anything wider is refused as parameter `name`)."""
+    text = str(ref).strip()
+    if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+        userref = optional_integer({name: text}, name)
+        if userref is None or not -(2**31) <= userref < 2**31:
+            raise invalid(name)
+        return CancelOrder(account=account, userref=userref)
+    return CancelOrder(account=account, order_id=order_id_of(text))
 
 
 def _accepted(events: list[Event]) -> OrderAccepted | None:

@@ -31,12 +31,12 @@ from cambio.api.kraken.history import OPEN, History
 from cambio.api.kraken.orders import add_order
 from cambio.api.kraken.params import BadParams
 from cambio.api.kraken.tokens import Tokens
-from cambio.api.kraken.trading import Trading
+from cambio.api.kraken.trading import Trading, cancel_command, order_id_of
 from cambio.api.kraken.wsformat import number, timestamp
 from cambio.model.commands import CancelOrder
 from cambio.model.config import PairSpec
 from cambio.model.decimals import DecimalFormatError
-from cambio.model.ids import format_id, parse_id
+from cambio.model.ids import format_id
 from cambio.runtime.sequencer import SequencerStopped
 from cambio.runtime.service import ExchangeService
 
@@ -395,14 +395,7 @@ class WsApi:
         """Up to 50 orders by id (or userref) and cl_ord_id: how many were cancelled."""
         cmds = []
         for ref in params.get("orders") or []:
-            text = str(ref)
-            if text.lstrip("-").isascii() and text.lstrip("-").isdigit() and len(text) <= 11:
-                cmds.append(CancelOrder(account=account, userref=int(text)))
-            else:
-                try:
-                    cmds.append(CancelOrder(account=account, order_id=parse_id("O", text)))
-                except ValueError:
-                    raise Refused("EOrder:Unknown order") from None
+            cmds.append(cancel_command(account, ref, "orders"))
         for cl_ord_id in params.get("cl_ord_id") or []:
             cmds.append(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
         if not 1 <= len(cmds) <= 50:
@@ -411,10 +404,7 @@ class WsApi:
 
     async def edit_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         """Legacy edit: a new order replaces `order_id` (see Trading.edit)."""
-        try:
-            order_id = parse_id("O", str(params.get("order_id") or ""))
-        except ValueError:
-            raise Refused("EOrder:Unknown order") from None
+        order_id = order_id_of(params.get("order_id") or "")
         changes: dict[str, Any] = {"validate": bool(params.get("validate", False))}
         for ws_name, rest_name in WS_EDIT_FIELDS.items():
             if params.get(ws_name) is not None:
@@ -430,11 +420,7 @@ class WsApi:
     async def cancel_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         out = []
         for order_id in params.get("order_id") or []:
-            try:
-                oid = parse_id("O", str(order_id))
-            except ValueError:
-                raise Refused("EOrder:Unknown order") from None
-            await self.trading.cancel(CancelOrder(account=account, order_id=oid))
+            await self.trading.cancel(CancelOrder(account=account, order_id=order_id_of(order_id)))
             out.append({"order_id": order_id})
         for cl_ord_id in params.get("cl_ord_id") or []:
             await self.trading.cancel(CancelOrder(account=account, cl_ord_id=str(cl_ord_id)))
@@ -458,10 +444,7 @@ class WsApi:
     async def amend_order(self, account: int, params: dict[str, Any]) -> list[Any]:
         order_id = 0
         if params.get("order_id"):
-            try:
-                order_id = parse_id("O", str(params["order_id"]))
-            except ValueError:
-                raise Refused("EOrder:Unknown order") from None
+            order_id = order_id_of(params["order_id"])
         cl_ord_id = params.get("cl_ord_id") or None
         amended = await self.trading.amend(
             account, order_id, cl_ord_id, params, bool(params.get("post_only", False))
