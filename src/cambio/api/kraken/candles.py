@@ -60,8 +60,10 @@ class Candles:
         self.current: dict[tuple[int, int], Candle | None] = {}
 
     def subscribe(self, sub: Any, pair: int, interval: int, last: Candle | None) -> None:
+        """Add `sub`; `last` (the read models' newest candle) starts the current candle
+        unless others are subscribed, whose candle has followed every trade since."""
         key = (pair, interval)
-        if key not in self.current or self.current[key] is None:
+        if not self.subscribers[key]:  # nobody followed the trades: the stored one is stale
             self.current[key] = last
         self.subscribers[key].add(sub)
 
