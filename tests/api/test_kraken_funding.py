@@ -4,6 +4,8 @@ owner), their status, and every refusal the reference lists, each changing nothi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +184,28 @@ def test_withdraw_methods_addresses_and_cursor_paging(bank: dict[str, Any]) -> N
         cursor = page["next_cursor"]
     everything = [w["refid"] for w in call(alice, "WithdrawStatus", asset="XBT")["result"]]
     assert seen == everything and len(set(seen)) == len(seen) >= 5
+
+
+def test_the_operator_is_refused_what_cannot_be_settled(bank: dict[str, Any]) -> None:
+    def refused(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "cambio", "admin", "--data",
+                              str(bank["data"]), *args], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+        assert out.returncode != 0 and out.stdout == ""
+        return out.stderr
+
+    alice = kx(bank, "alice")
+    before = (xbt(alice), call(alice, "WithdrawStatus")["result"])
+    assert "withdrawal refused: EFunding:Unknown reference id" in refused(
+        "withdrawal", "complete", "Fnope-nope", "--txid", "x"
+    )
+    assert "withdrawal refused: EFunding:Unknown reference id" in refused(
+        "withdrawal", "return", "Fnope-nope"
+    )
+    assert "unknown asset" in refused("address", "add", "alice", "NOPE", "k", "addr")
+    assert "already has" in refused("address", "add", "alice", "XBT", "cold", "elsewhere")
+    assert (xbt(alice), call(alice, "WithdrawStatus")["result"]) == before
+    assert admin(bank["data"], "account", "tier", "bob", "starter") == {
+        "account": bank["bob"]["account"], "tier": "starter",
+    }  # fmt: skip
+    assert "'platinum' is not one of" in refused("account", "tier", "bob", "platinum")

@@ -44,11 +44,16 @@ from cambio.api.keys import (
     KeyStore,
     KeyStoreError,
     check_permissions,
-    check_tier,
 )
 from cambio.api.kraken.history import History
 from cambio.api.kraken.limits import DEFAULT_TIER
-from cambio.model.commands import AnyCommand, CompleteWithdrawal, Deposit, ReturnWithdrawal
+from cambio.model.commands import (
+    AnyCommand,
+    Command,
+    CompleteWithdrawal,
+    Deposit,
+    ReturnWithdrawal,
+)
 from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
@@ -120,10 +125,15 @@ def admin_app(service: ExchangeService, keys: KeyStore, history: History, token:
         check_permissions(permissions)  # before anything is created
         return permissions
 
-    async def deposit(account: int, asset: str, amount: str) -> dict[str, Any]:
-        seq, events = await service.execute(deposit_command(account, asset, amount))
+    async def applied(cmd: Command, what: str) -> int:
+        """The command's seq once applied; the engine's refusal as an AdminError."""
+        seq, events = await service.execute(cmd)
         if events and isinstance(events[0], CommandRejected):
-            raise AdminError(f"deposit refused: {events[0].error}")
+            raise AdminError(f"{what} refused: {events[0].error}")
+        return seq
+
+    async def deposit(account: int, asset: str, amount: str) -> dict[str, Any]:
+        seq = await applied(deposit_command(account, asset, amount), "deposit")
         return {"asset": config.asset(asset).id, "amount": amount, "seq": seq}
 
     async def create_account(request: Request) -> dict[str, Any]:
@@ -135,8 +145,7 @@ def admin_app(service: ExchangeService, keys: KeyStore, history: History, token:
         if not isinstance(deposits, dict):
             raise AdminError("deposits: an object of asset: amount")
         permissions = permissions_of(body)
-        tier = str(body.get("tier") or DEFAULT_TIER)
-        check_tier(tier)
+        tier = str(body.get("tier") or DEFAULT_TIER)  # checked by create_account, first
         for asset, amount in deposits.items():  # all checked before anything changes
             deposit_command(0, asset, amount)
         account = keys.create_account(name, tier)
@@ -192,10 +201,7 @@ def admin_app(service: ExchangeService, keys: KeyStore, history: History, token:
         }
 
     async def settle(cmd: CompleteWithdrawal | ReturnWithdrawal) -> dict[str, Any]:
-        seq, events = await service.execute(cmd)
-        if events and isinstance(events[0], CommandRejected):
-            raise AdminError(f"refused: {events[0].error}")
-        return {"refid": cmd.ref, "seq": seq}
+        return {"refid": cmd.ref, "seq": await applied(cmd, "withdrawal")}
 
     async def complete_withdrawal(request: Request) -> dict[str, Any]:
         body = await body_of(request)
