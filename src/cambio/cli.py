@@ -269,6 +269,14 @@ def demo(steps: int, seed: int) -> None:
     show_default=True,
     help="With --demo: the bots' commands per second on each pair (every one is journaled).",
 )
+@click.option(
+    "--ws-backlog",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="WebSocket messages a client may fall behind before it is disconnected (close "
+    "code 1008): a slow consumer never slows the engine or the other clients.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -281,6 +289,7 @@ def serve(
     engine_python: str,
     demo: bool,
     demo_rate: float,
+    ws_backlog: int,
 ) -> None:
     """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
 
@@ -318,6 +327,7 @@ def serve(
         ),
         demo=demo,
         demo_rate=demo_rate,
+        ws_backlog=ws_backlog,
     )
     try:
         code = run(DataDir(data_dir), options)

@@ -308,3 +308,32 @@ def test_ohlc_snapshot_then_candles_updated_by_each_trade(venue: dict[str, Any])
             assert bad["success"] is False and "interval" in bad["error"]
 
     asyncio.run(run())
+
+
+def test_ccxt_pro_watch_ohlcv_sees_each_trade_in_its_candle(venue: dict[str, Any]) -> None:
+    maker, taker = kx(venue, "maker"), kx(venue, "taker")
+    base = venue["info"]["api_url"]
+    ws = base.replace("http://", "ws://")
+    order(maker, "sell", "56600", "0.01")
+    order(taker, "buy", "56600", "0.01")  # ccxt cannot route an empty snapshot
+
+    async def run() -> None:
+        ex = ccxtpro.kraken({"enableRateLimit": False})
+        ex.urls["api"]["public"] = base
+        ex.urls["api"]["ws"] = {"public": ws, "private": ws, "publicV2": ws + "/v2",
+                                "privateV2": ws + "/v2"}  # fmt: skip
+        try:
+            await ex.load_markets()
+            first = await asyncio.wait_for(ex.watch_ohlcv("BTC/USD", "1m"), 10)  # snapshot
+            assert first[-1][4] == 56600.0
+            order(maker, "sell", "56700", "0.03")
+            updated = asyncio.ensure_future(ex.watch_ohlcv("BTC/USD", "1m"))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(order, taker, "buy", "56700", "0.03")
+            candles = await asyncio.wait_for(updated, 10)
+            _, _, high, _, close, _ = candles[-1]
+            assert (close, high >= 56700) == (56700.0, True)
+        finally:
+            await ex.close()
+
+    asyncio.run(run())

@@ -48,6 +48,7 @@ class ServeOptions:
     service: ServiceOptions | None = None
     demo: bool = False  # run the demo bots (cambio.runtime.demo_bots) and print a demo key
     demo_rate: float = 4.0  # their commands per second per pair
+    ws_backlog: int = 10_000  # WebSocket messages a client may fall behind (feed.BACKLOG)
 
 
 class _Server(uvicorn.Server):
@@ -135,7 +136,7 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     admin_sock = _bind("127.0.0.1", admin_port)
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
-    api = _server(kraken_app(service, keys, history))
+    api = _server(kraken_app(service, keys, history, options.ws_backlog))
     admin = _server(admin_app(service, keys, history, data.admin_token()))
 
     loop = asyncio.get_running_loop()

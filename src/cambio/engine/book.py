@@ -115,10 +115,11 @@ class Book:
             del self.asks[price]
             self._clean_ask_top()
 
-    def levels(self, side: int) -> list[tuple[int, list[Order]]]:
-        """One side best-first: [(price, live orders in time priority)]."""
+    def levels(self, side: int, count: int | None = None) -> list[tuple[int, list[Order]]]:
+        """One side best-first, the best `count` levels (all by default):
+        [(price, live orders in time priority)]."""
         side_levels = self.bids if side == BUY else self.asks
-        prices = sorted(side_levels, reverse=side == BUY)
+        prices = sorted(side_levels, reverse=side == BUY)[:count]
         return [(p, [o for o in side_levels[p] if o.qty]) for p in prices]
 
     def fillable(self, side: int, limit: int, account: int, stop_at_own: bool, need: int) -> bool:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from cambio.engine.exchange import Exchange
+from cambio.model.commands import BUY, SELL
 
-QUERIES = ("balances", "status", "depth", "volume")
+QUERIES = ("balances", "status", "depth", "orders", "volume")
 
 
 def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
@@ -54,6 +55,20 @@ def depth(ex: Exchange, pair: str, count: int) -> dict[str, list[list[int]]]:
     {"bids": [[price, qty], ...], "asks": [...]}."""
     book = ex.market(pair).book.depth()
     return {"bids": book["bids"][:count], "asks": book["asks"][:count]}
+
+
+def orders(ex: Exchange, pair: str, count: int) -> dict[str, list[list[Any]]]:
+    """The visible book of `pair` order by order, best `count` levels a side, each level's
+    orders in time priority: {"bids": [[price, [[order id, visible qty, opened ts], ...]],
+    ...], "asks": [...]}. An iceberg shows only its current slice."""
+    book = ex.market(pair).book
+    return {
+        key: [
+            [price, [[o.order_id, o.shown if o.display else o.qty, o.opened_ts] for o in os]]
+            for price, os in book.levels(side, count)
+        ]
+        for key, side in (("bids", BUY), ("asks", SELL))
+    }
 
 
 def volume(ex: Exchange, account: int) -> int:

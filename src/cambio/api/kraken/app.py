@@ -21,7 +21,7 @@ from cambio.api.envelope import error, halted, ok
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.auth import signature_ok
 from cambio.api.kraken.errors import KrakenError
-from cambio.api.kraken.feed import Feed
+from cambio.api.kraken.feed import BACKLOG, Feed
 from cambio.api.kraken.history import History
 from cambio.api.kraken.limits import RateLimits
 from cambio.api.kraken.params import BadParams, parse_body
@@ -51,7 +51,9 @@ def internal_error(request: Request) -> Response:
     return error(INTERNAL)
 
 
-def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> Starlette:
+def kraken_app(
+    service: ExchangeService, keys: KeyStore, history: History, ws_backlog: int = BACKLOG
+) -> Starlette:
     config = service.config
 
     def host() -> EngineHost:
@@ -65,7 +67,7 @@ def kraken_app(service: ExchangeService, keys: KeyStore, history: History) -> St
     feed = Feed(config, host)
     assert service.sequencer is not None
     service.sequencer.after_batch.append(feed.on_batch)
-    ws = WsApi(service, feed, tokens, history, trading)
+    ws = WsApi(service, feed, tokens, history, trading, ws_backlog)
 
     async def public_call(request: Request) -> Response:
         method = public.methods.get(request.path_params["method"])

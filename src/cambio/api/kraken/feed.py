@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from cambio.api.kraken.candles import Candles
+from cambio.api.kraken.level3 import Level3
 from cambio.api.kraken.tokens import Grant
 from cambio.api.kraken.wsformat import checksum, number, timestamp
 from cambio.model.commands import BUY, Command
@@ -42,7 +43,7 @@ from cambio.runtime.host import EngineHost
 
 # the events after which the visible book may differ
 BOOK_EVENTS = (OrderAccepted, OrderClosed, OrderAmended, OrderTriggered, Trade)
-OUTBOX = 10_000  # messages a subscriber may fall behind before it is disconnected
+BACKLOG = 10_000  # messages a subscriber may fall behind before it is disconnected
 MAX_DEPTH = 1000
 _encoder = msgspec.json.Encoder()
 
@@ -50,13 +51,14 @@ _encoder = msgspec.json.Encoder()
 class Subscriber:
     """One WebSocket connection's outbox and subscriptions."""
 
-    def __init__(self, connection_id: int) -> None:
+    def __init__(self, connection_id: int, backlog: int = BACKLOG) -> None:
         self.connection_id = connection_id
-        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(OUTBOX)
+        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue(backlog)
         self.closed = False
         self.token: str | None = None  # the token that first authorized this connection
         self.grant: Grant | None = None
         self.sequence = 0
+        self.sender: asyncio.Task[None] | None = None  # writes the outbox to the socket
 
     def send(self, message: Any) -> None:
         if self.closed:
@@ -67,12 +69,16 @@ class Subscriber:
             self.drop()
 
     def drop(self) -> None:
-        """Disconnect: the sender task sees None and closes the socket."""
+        """Disconnect: forget what was queued and stop the sender, which closes the socket.
+        The sender is cancelled rather than left to find the end of the queue, because a
+        peer that stopped reading keeps it stuck in a write forever."""
         if not self.closed:
             self.closed = True
             while not self.outbox.empty():
                 self.outbox.get_nowait()
             self.outbox.put_nowait(None)
+            if self.sender is not None and self.sender is not asyncio.current_task():
+                self.sender.cancel()
 
 
 Levels = list[list[int]]
@@ -91,6 +97,7 @@ class Feed:
         self.last_book: dict[int, tuple[Levels, Levels]] = {}
         self.status_subscribers: set[Subscriber] = set()
         self.candles = Candles()
+        self.level3 = Level3(config, host)
 
     # ------------------------------------------------------------------ subscribing
     def forget(self, sub: Subscriber) -> None:
@@ -102,6 +109,7 @@ class Feed:
                     subs.discard(sub)
         self.status_subscribers.discard(sub)
         self.candles.forget(sub)
+        self.level3.forget(sub)
 
     def book_snapshot(self, p: PairSpec, depth: int) -> dict[str, Any]:
         book = self.host().query("depth", p.id, MAX_DEPTH)
@@ -142,6 +150,7 @@ class Feed:
             for pair, subs in self.books.items():
                 if subs:
                     self._publish_book(self.config.pairs[pair], subs, now)
+            self.level3.publish()
         for pair, timed in trades.items():
             self._publish_trades(self.config.pairs[pair], [t for _, t in timed], now)
             self.candles.on_trades(self.config.pairs[pair], timed, now)

@@ -4,7 +4,8 @@ one endpoint (private requests carry a token from REST GetWebSocketsToken).
 Every request is answered with its ``req_id`` echoed (ccxt resolves its futures by it),
 ``success``, ``time_in`` and ``time_out``; an error is a string. Channels: status (sent on
 connect and on every change), book (snapshot, then diffs with the CRC32 checksum),
-trade, ticker, ohlc, instrument; private executions and balances. Methods: ping, subscribe,
+trade, ticker, ohlc, instrument; level3 (the book order by order, for any valid token);
+private executions and balances. Methods: ping, subscribe,
 unsubscribe, add_order, batch_add, amend_order, edit_order, cancel_order, batch_cancel,
 cancel_all, cancel_all_orders_after.
 Orders placed here go through the same parameter checks as REST AddOrder.
@@ -26,8 +27,9 @@ from cambio.api.envelope import halted
 from cambio.api.kraken.candles import INTERVALS, SNAPSHOT, Candle
 from cambio.api.kraken.candles import entry as candle_entry
 from cambio.api.kraken.errors import KrakenError
-from cambio.api.kraken.feed import Feed, Subscriber
+from cambio.api.kraken.feed import BACKLOG, Feed, Subscriber
 from cambio.api.kraken.history import OPEN, History
+from cambio.api.kraken.level3 import DEPTHS as LEVEL3_DEPTHS
 from cambio.api.kraken.orders import add_order
 from cambio.api.kraken.params import BadParams
 from cambio.api.kraken.tokens import Tokens
@@ -42,7 +44,7 @@ from cambio.runtime.service import ExchangeService
 
 log = logging.getLogger("cambio.api.ws")
 DEPTHS = (10, 25, 100, 500, 1000)
-PUBLIC = ("book", "trade", "ticker", "ohlc", "instrument", "status")
+PUBLIC = ("book", "trade", "ticker", "ohlc", "instrument", "status", "level3")
 PRIVATE = ("executions", "balances")
 _ids = itertools.count(1)
 
@@ -59,6 +61,7 @@ class WsApi:
         tokens: Tokens,
         history: History,
         trading: Trading,
+        backlog: int = BACKLOG,
     ) -> None:
         self.service = service
         self.feed = feed
@@ -66,12 +69,13 @@ class WsApi:
         self.history = history
         self.config = service.config
         self.trading = trading
+        self.backlog = backlog
 
     # ------------------------------------------------------------------ connection
     async def endpoint(self, ws: WebSocket) -> None:
         await ws.accept()
-        sub = Subscriber(next(_ids))
-        sender = asyncio.create_task(self._send_loop(ws, sub))
+        sub = Subscriber(next(_ids), self.backlog)
+        sender = sub.sender = asyncio.create_task(self._send_loop(ws, sub))
         status = {**self.feed.status(), "connection_id": sub.connection_id, "version": "2.0.0"}
         sub.send({"channel": "status", "type": "update", "data": [status]})
         self.feed.status_subscribers.add(sub)
@@ -91,6 +95,8 @@ class WsApi:
         try:
             while (message := await sub.outbox.get()) is not None:
                 await ws.send_text(message.decode())
+        except asyncio.CancelledError:  # dropped, perhaps while stuck writing
+            pass
         except Exception:  # the peer went away
             sub.drop()
             return
@@ -160,7 +166,8 @@ class WsApi:
             reply(error="EGeneral:Internal error")
 
     def _authorize(self, params: dict[str, Any], permission: str, sub: Subscriber) -> int:
-        """The account a request's token stands for. A token that opened a private
+        """The account a request's token stands for (`permission` "" asks only for a
+        valid token). A token that opened a private
         subscription stays good on its connection after 15 minutes, as on Kraken."""
         token = str(params.get("token") or "")
         found = self.tokens.check(token)
@@ -168,7 +175,7 @@ class WsApi:
             found = sub.grant
         if found is None:
             raise Refused("EAPI:Invalid token")
-        if permission not in found.permissions:
+        if permission and permission not in found.permissions:
             raise Refused("EGeneral:Permission denied")
         if sub.grant is None:
             sub.token, sub.grant = token, found
@@ -217,6 +224,9 @@ class WsApi:
         if channel == "ohlc":
             await self._ohlc(sub, on, pairs, params, reply)
             return
+        if channel == "level3":
+            self._level3(sub, on, pairs, params, reply)
+            return
         for p in pairs:
             result = {"channel": channel, "symbol": p.symbol}
             if channel == "book":
@@ -260,6 +270,25 @@ class WsApi:
                 data = [candle_entry(p, interval, c, now) for c in candles]
                 sub.send({"channel": "ohlc", "type": "snapshot", "timestamp": timestamp(now),
                           "data": data})  # fmt: skip
+
+    def _level3(
+        self, sub: Subscriber, on: bool, pairs: list[PairSpec], params: dict[str, Any], reply: Any
+    ) -> None:
+        self._authorize(params, "", sub)  # public data, but Kraken serves it to keys only
+        depth = params.get("depth", 10)
+        if depth not in LEVEL3_DEPTHS or isinstance(depth, bool):
+            raise Refused("Subscription depth not supported")
+        snapshot = bool(params.get("snapshot", True))
+        for p in pairs:
+            if not on:
+                self.feed.level3.unsubscribe(sub, p)
+                reply({"channel": "level3", "symbol": p.symbol, "depth": depth})
+                continue
+            entry = self.feed.level3.subscribe(sub, p, depth)
+            reply({"channel": "level3", "symbol": p.symbol, "depth": depth,
+                   "snapshot": snapshot})  # fmt: skip
+            if snapshot:
+                sub.send({"channel": "level3", "type": "snapshot", "data": [entry]})
 
     async def _public_snapshot(
         self, sub: Subscriber, channel: str, p: PairSpec, depth: int

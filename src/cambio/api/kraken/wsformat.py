@@ -1,4 +1,4 @@
-"""WebSocket v2 wire details: fixed-decimal numbers, timestamps, the book checksum.
+"""WebSocket v2 wire details: fixed-decimal numbers, timestamps, the book checksums.
 
 Kraken sends prices and quantities as JSON numbers written with the pair's fixed decimals
 (``1.50000000``, trailing zeros kept) and computes the book checksum from those very
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -30,9 +31,24 @@ def checksum(asks: list[list[int]], bids: list[list[int]], price_dp: int, qty_dp
     """CRC32 of the top 10 asks (lowest first) then the top 10 bids (highest first), each
     level as price then quantity, written with fixed decimals, '.' removed, leading zeros
     stripped."""
-    parts = []
+    parts: list[str] = []
     for levels in (asks[:10], bids[:10]):
         for price, qty in levels:
-            for text in (format_units(price, price_dp), format_units(qty, qty_dp)):
-                parts.append(text.replace(".", "").lstrip("0"))
+            parts.append(_digits(price, price_dp) + _digits(qty, qty_dp))
     return zlib.crc32("".join(parts).encode())
+
+
+def order_checksum(asks: list[list[Any]], bids: list[list[Any]], price_dp: int, qty_dp: int) -> int:
+    """The level3 checksum: as `checksum`, but each of the top 10 levels contributes every
+    order in queue order (its price then its quantity), so queue priority is verified too.
+    Levels are [price, [[order id, qty, ts], ...]]."""
+    parts: list[str] = []
+    for levels in (asks[:10], bids[:10]):
+        for price, orders in levels:
+            text = _digits(price, price_dp)
+            parts.extend(text + _digits(qty, qty_dp) for _, qty, _ in orders)
+    return zlib.crc32("".join(parts).encode())
+
+
+def _digits(units: int, decimals: int) -> str:
+    return format_units(units, decimals).replace(".", "").lstrip("0")
