@@ -10,30 +10,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from cambio import __version__, admin_cli
+from cambio import __version__, admin_cli, upgrade_cli
+from cambio.cli_common import DATA_OPTION, existing, progress
 from cambio.model.decimals import format_units
 
 if TYPE_CHECKING:
     from cambio.journal.segments import Journal
-    from cambio.runtime.datadir import DataDir
 
 HELP = """cambio: a deterministic, journal-driven crypto exchange.
 
@@ -49,17 +38,9 @@ Start with:
   cambio serve --demo                ...with trading bots and a funded demo key
   cambio verify --data cambio-data   audit the journal: replay it, check the funds
   cambio demo                        replay a demo stream and show what happened
+  cambio upgrade rehearse --candidate PATH   try another engine build on the journal
   cambio COMMAND --help              details of a command
 """
-
-DATA_OPTION = click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("cambio-data"),
-    show_default=True,
-    help="The exchange's data directory (journal, snapshots, read models).",
-)
 
 ENGINE_OPTION = click.option(
     "--engine",
@@ -77,16 +58,6 @@ ENGINE_PYTHON_OPTION = click.option(
 )
 
 
-def _existing(data_dir: Path) -> DataDir:
-    """The data directory at `data_dir`, which must exist (tools never create one)."""
-    from cambio.runtime.datadir import DataDir
-
-    data = DataDir(data_dir)
-    if not data.exists():
-        raise click.ClickException(f"{data_dir} is not a cambio data directory")
-    return data
-
-
 def _open_journal(path: Path) -> Journal:
     """The journal, read-only; a damaged one is a readable error, not a traceback."""
     from cambio.journal.segments import Journal, JournalCorrupt
@@ -95,25 +66,6 @@ def _open_journal(path: Path) -> Journal:
         return Journal(path, readonly=True)
     except JournalCorrupt as exc:
         raise click.ClickException(f"journal damaged: {exc}") from None
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """(advance, set_total) callbacks drawing a progress bar on a terminal, else nothing."""
-    if not sys.stderr.isatty():
-        yield (lambda n: None), (lambda n: None)
-        return
-    columns = (
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield (lambda n: bar.advance(task, n)), (lambda n: bar.update(task, total=n))
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -370,8 +322,8 @@ def verify(data_dir: Path) -> None:
     """
     from cambio.runtime.audit import verify as run_verify
 
-    data = _existing(data_dir)
-    with _progress("verifying") as (advance, set_total):
+    data = existing(data_dir)
+    with progress("verifying") as (advance, set_total):
         report = run_verify(data, progress=advance, total=set_total)
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if report["ok"] else 1)
@@ -393,11 +345,11 @@ def replay(data_dir: Path, engine: str, engine_python: str) -> None:
     from cambio.runtime.host import open_host
     from cambio.runtime.replay import Replayer
 
-    data = _existing(data_dir)
+    data = existing(data_dir)
     journal = _open_journal(data.journal)
     host = open_host(engine, data.config(), data.markets, python=engine_python)
     replayer = Replayer(journal, host)
-    with _progress("replaying") as (advance, set_total):
+    with progress("replaying") as (advance, set_total):
         set_total(journal.last_seq)
         replayer.run(progress=advance)
     report = {
@@ -426,7 +378,7 @@ def rebuild(data_dir: Path) -> None:
     from cambio.runtime.projection import project_from_journal
     from cambio.store.projector import ReadModels
 
-    data = _existing(data_dir)
+    data = existing(data_dir)
     try:
         data.lock()
     except DataDirBusy as exc:
@@ -434,7 +386,7 @@ def rebuild(data_dir: Path) -> None:
     journal = _open_journal(data.journal)
     models = ReadModels(data.readmodels_url, data.config())
     models.reset()
-    with _progress("rebuilding") as (advance, set_total):
+    with progress("rebuilding") as (advance, set_total):
         set_total(journal.outputs_through)
         last = project_from_journal(models, journal, done=lambda seq, n: advance(n))
     models.close()
@@ -442,3 +394,4 @@ def rebuild(data_dir: Path) -> None:
 
 
 main.add_command(admin_cli.admin)
+main.add_command(upgrade_cli.upgrade)

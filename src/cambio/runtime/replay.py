@@ -48,6 +48,9 @@ class Replayer:
     host: EngineHost
     after_seq: int = 0
     on_applied: OnApplied | None = None
+    # judges each mismatch: True to go on, False to stop there (`stopped`); default: go on
+    on_mismatch: Callable[[Mismatch], bool] | None = None
+    stopped: Mismatch | None = None
     applied_seq: int = 0
     commands: int = 0
     seconds: float = 0.0
@@ -66,8 +69,11 @@ class Replayer:
         return [self._pending[s] for s in sorted(self._pending)]
 
     def run(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
-        """Apply commands up to seq `until` (default: the journal's end)."""
+        """Apply commands up to seq `until` (default: the journal's end), or until
+        `on_mismatch` says stop."""
         assert self._records is not None
+        if self.stopped is not None:
+            return
         started = time.perf_counter()
         try:
             if self._left:
@@ -77,6 +83,8 @@ class Replayer:
             for rec in self._records:
                 if rec.out_n:
                     self._compare(rec)
+                    if self.stopped is not None:
+                        return
                 if rec.n:
                     cmds: list[Command] = [c for c in rec.commands() if c.seq > self.applied_seq]
                     before = self.commands
@@ -114,7 +122,11 @@ class Replayer:
             replayed = [pending.pop(s, []) for s in seqs]
         for s, recorded, got in zip(seqs, rec.outputs(), replayed, strict=True):
             if s > self.after_seq and _encoder.encode(recorded) != _encoder.encode(got):
-                self.mismatches.append(Mismatch(s, list(recorded), got))
+                m = Mismatch(s, list(recorded), got)
+                self.mismatches.append(m)
+                if self.on_mismatch is not None and not self.on_mismatch(m):
+                    self.stopped = m
+                    return
 
     @property
     def rate(self) -> float:

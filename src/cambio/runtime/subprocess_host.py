@@ -29,14 +29,17 @@ class SubprocessHost:
         config_path: Path | None = None,
         snapshot: bytes | None = None,
         python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`python` runs the engine; `env` (default: this process's) is its environment,
+        e.g. PYTHONPATH pointing at another checkout's ``src``."""
         argv = [python, "-m", "cambio.runtime.host_server"]
         if config_path is not None:
             argv += ["--config", str(config_path)]
         # its own session: a Ctrl-C meant for the server must not kill the engine before
         # the server has drained and snapshotted
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env
         )
         hello = self._call("hello")
         if hello.get("protocol") != PROTOCOL:
