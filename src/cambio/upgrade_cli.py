@@ -5,8 +5,10 @@ Only presentation lives here; the work is in cambio.upgrade.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,9 +28,13 @@ def upgrade() -> None:
     \b
     The procedure (docs/runbook-upgrade.md):
       1. cambio upgrade rehearse   replay production's journal through the
-                                   candidate, compare every event
-    A candidate is another build of cambio: a checkout, a virtualenv or a
-    Python executable that can import cambio.
+                                   candidate, compare every event (offline)
+      2. cambio upgrade shadow     the candidate follows the live exchange
+      3. cambio upgrade cutover    switch the primary in a pause of milliseconds
+      4. cambio upgrade complete   or: cambio upgrade rollback
+    `cambio upgrade status` shows where it stands. A candidate is another build
+    of cambio: a checkout, a virtualenv or a Python executable that can import
+    cambio.
     """
 
 
@@ -104,3 +110,101 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
     click.echo(summary(result))
     click.echo(f"report: {report_path}")
     sys.exit(0 if result.ok else 1)
+
+
+# ---------------------------------------------------------------------- the live steps
+def _admin(data_dir: Path) -> Any:
+    from cambio.admin_cli import Admin
+
+    return Admin(data_dir)
+
+
+def _show(status: dict[str, Any]) -> None:
+    click.echo(json.dumps(status, indent=2))
+
+
+@upgrade.command(short_help="Have a candidate follow the live exchange, comparing events.")
+@DATA_OPTION
+@click.option(
+    "--candidate",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="The candidate build (as for rehearse). It runs beside the primary, in its own "
+    "process, on the server's machine.",
+)
+@click.option(
+    "--from",
+    "start",
+    type=click.Choice(["snapshot", "genesis"]),
+    default="snapshot",
+    show_default=True,
+    help="Where the candidate starts before catching up from the journal.",
+)
+def shadow(data_dir: Path, candidate: Path, start: str) -> None:
+    """Start CANDIDATE as a shadow of the running server on DATA.
+
+    \b
+    It catches up from the journal, then applies every batch the primary applies
+    and compares the events. Watch it with `cambio upgrade status` (lag, declared
+    changes, divergence); its first divergence is written as a rehearsal report
+    under DATA/rehearsals/ and makes a cutover refuse.
+    """
+    body = {"candidate": str(candidate.resolve()), "from": start}
+    _show(_admin(data_dir).call("/v1/upgrade/shadow", body))
+
+
+@upgrade.command(short_help="Where the upgrade stands: phase, shadow lag, divergence.")
+@DATA_OPTION
+def status(data_dir: Path) -> None:
+    """Print the upgrade's state as JSON: phase, candidate, the shadow's state, applied
+    seq, lag and declared-change counts, its divergence if any, the last cutover's and
+    rollback's figures (pause in ms), and the history of phases."""
+    _show(_admin(data_dir).call("/v1/upgrade"))
+
+
+@upgrade.command(short_help="Switch the primary to the shadowing candidate.")
+@DATA_OPTION
+@click.option(
+    "--policy",
+    type=click.Choice(["rollback", "cancel_only"]),
+    default="rollback",
+    show_default=True,
+    help="What a divergence after the cutover does: switch back to the previous engine, "
+    "or put the affected market in cancel_only.",
+)
+def cutover(data_dir: Path, policy: str) -> None:
+    """Cut over to the candidate: only from a clean shadow that keeps up.
+
+    \b
+    Pauses intake (requests queue; none is dropped), waits for the candidate to
+    apply the last command, compares state hashes and hash chains, switches the
+    primary and resumes. Prints the measured pause. Any failed check resumes with
+    the old engine primary. The old engine then shadows the new one (phase
+    verifying) until `complete` or a rollback.
+    """
+    _show(_admin(data_dir).call("/v1/upgrade/cutover", {"policy": policy}))
+
+
+@upgrade.command(short_help="Switch back to the previous engine.")
+@DATA_OPTION
+@click.option("--reason", default="operator's decision", show_default=True)
+def rollback(data_dir: Path, reason: str) -> None:
+    """Make the previous engine (still shadowing since the cutover) primary again, in a
+    pause like the cutover's, and snapshot at once."""
+    _show(_admin(data_dir).call("/v1/upgrade/rollback", {"reason": reason}))
+
+
+@upgrade.command(short_help="End verification: let the previous engine go.")
+@DATA_OPTION
+def complete(data_dir: Path) -> None:
+    """Declare the cutover verified: the previous engine stops shadowing (no rollback is
+    possible after this)."""
+    _show(_admin(data_dir).call("/v1/upgrade/complete", {}))
+
+
+@upgrade.command(short_help="Stop a shadowing candidate without cutting over.")
+@DATA_OPTION
+@click.option("--reason", default="operator's decision", show_default=True)
+def abort(data_dir: Path, reason: str) -> None:
+    """Stop the candidate shadow; nothing changes for the primary."""
+    _show(_admin(data_dir).call("/v1/upgrade/abort", {"reason": reason}))

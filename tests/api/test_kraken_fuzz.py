@@ -29,8 +29,6 @@ import inspect
 import json
 import os
 import re
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_kraken_rest import admin
-from test_server import start
+from test_server import drain, start
 
 from cambio.api.keys import PERMISSIONS
 from cambio.api.kraken.auth import signature
@@ -747,19 +745,11 @@ def describe(request: httpx.Request) -> str:
     return f"{request.method} {url} Content-Type={ctype!r}{signed} body={shown!r}"
 
 
-def _drain(proc: subprocess.Popen[bytes], log: list[str]) -> None:
-    """Read the server's output as it comes: a full pipe would block its logging."""
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        log.append(raw.decode(errors="replace").rstrip())
-
-
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzer]:
     data = tmp_path_factory.mktemp("fuzz") / "data"
     proc, info = start(data, "--tick-interval", "3600")
-    log: list[str] = []
-    threading.Thread(target=_drain, args=(proc, log), daemon=True).start()
+    log = drain(proc)
     fuzzer = Fuzzer(data, info, log)
     try:
         deposits = {"USD": "10000000", "XBT": "1000", "ETH": "10000", "EUR": "1000000",

@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,20 @@ def start(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, An
         time.sleep(0.05)
     proc.kill()
     raise AssertionError("cambio serve did not start")
+
+
+def drain(proc: subprocess.Popen[bytes]) -> list[str]:
+    """The server's output lines, read by a thread as they come: a pipe nobody reads
+    fills up and then blocks the server's logging (and the server)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace").rstrip())
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 def cambio(*args: str) -> subprocess.CompletedProcess[str]:

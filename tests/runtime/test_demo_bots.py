@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,20 +15,7 @@ import httpx
 import krakenex
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "api"))  # test_server's helpers
-from test_server import cambio, start
-
-
-def drain(proc: subprocess.Popen[bytes]) -> list[str]:
-    """The process's output lines, read by a thread so that its pipe never fills."""
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            lines.append(raw.decode(errors="replace"))
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
+from test_server import cambio, drain, start
 
 
 def demo_key(lines: list[str], deadline: float) -> tuple[str, str]:

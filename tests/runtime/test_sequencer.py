@@ -168,3 +168,39 @@ def test_a_failing_hook_halts_instead_of_silently_stopping_the_engine(tmp_path: 
         seq.close()
 
     asyncio.run(body())
+
+
+def test_a_pause_stills_the_engine_and_queues_what_arrives_meanwhile(tmp_path: Path) -> None:
+    host = InProcessHost(load_config())
+    seq = Sequencer(Journal(tmp_path), host, max_batch=8)
+
+    async def body() -> None:
+        first = [seq.submit(deposit(i)) for i in range(40)]
+        await first[0]  # the writer is busy with the next batches now
+        await seq.pause()  # returns only once everything journaled is applied
+        applied = seq.applied_seq
+        assert applied == seq.journal.last_seq == host.engine.seq > 0
+        later = [seq.submit(deposit(i)) for i in range(40, 60)]
+        await asyncio.sleep(0.05)
+        assert seq.applied_seq == applied and not any(f.done() for f in later)
+        seq.resume()
+        done = await asyncio.gather(*first, *later)
+        assert [s for s, _ in done] == list(range(1, 61))  # nothing dropped, in order
+
+    asyncio.run(run_with(seq, body()))
+
+
+def test_follow_hands_over_exactly_where_the_journal_may_end(tmp_path: Path) -> None:
+    seq = Sequencer(Journal(tmp_path), InProcessHost(load_config()), max_batch=4)
+    seen: list[int] = []
+
+    async def body() -> None:
+        await asyncio.gather(*(seq.submit(deposit(i)) for i in range(10)))
+        after, known = seq.follow(lambda cmds, _: seen.extend(c.seq for c in cmds))
+        # the events the journal does not hold yet are handed over, up to `after`
+        recorded = {s for s, _ in Journal(tmp_path, readonly=True).outputs()}
+        assert set(known) | recorded >= set(range(1, after + 1))
+        await asyncio.gather(*(seq.submit(deposit(i)) for i in range(10, 20)))
+        assert seen == list(range(after + 1, 21))
+
+    asyncio.run(run_with(seq, body()))

@@ -18,6 +18,12 @@
     POST /v1/keys/revoke     {"api_key"} -> {"revoked": bool}
     GET  /v1/state           applied seq, journal position, state hash, hash chain
     POST /v1/snapshot        take a snapshot now; its seq
+    GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
+                             divergence, last cutover and rollback (cambio.upgrade.manager)
+    POST /v1/upgrade/shadow  {"candidate": path, "from": "snapshot"|"genesis"}
+    POST /v1/upgrade/cutover {"policy": "rollback"|"cancel_only"}
+    POST /v1/upgrade/rollback {"reason"}   POST /v1/upgrade/complete
+    POST /v1/upgrade/abort   {"reason"}
 
 Every answer uses Kraken's envelope ({"error": [...], "result": ...}); the sequencer's
 seq and ts overwrite whatever a submitted command carries. Assets are Kraken ids or
@@ -58,6 +64,7 @@ from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
+from cambio.upgrade.manager import UpgradeManager, UpgradeRefused
 
 _command = msgspec.json.Decoder(AnyCommand)
 
@@ -82,7 +89,13 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def admin_app(service: ExchangeService, keys: KeyStore, history: History, token: str) -> ASGIApp:
+def admin_app(
+    service: ExchangeService,
+    keys: KeyStore,
+    history: History,
+    token: str,
+    upgrades: UpgradeManager | None = None,
+) -> ASGIApp:
     config = service.config
 
     def account_of(value: Any) -> int:
@@ -254,12 +267,43 @@ def admin_app(service: ExchangeService, keys: KeyStore, history: History, token:
     async def snapshot(request: Request) -> dict[str, Any]:
         return {"seq": await service.snapshot_now()}
 
+    def manager() -> UpgradeManager:
+        if upgrades is None:
+            raise AdminError("engine upgrades are not available on this server")
+        return upgrades
+
+    async def upgrade_status(request: Request) -> dict[str, Any]:
+        return manager().status()
+
+    async def upgrade_shadow(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        start = body.get("from", "snapshot")
+        if start not in ("snapshot", "genesis") or not isinstance(body.get("candidate"), str):
+            raise AdminError("give a candidate path, and from: snapshot or genesis")
+        return await manager().start_shadow(body["candidate"], start == "snapshot")
+
+    async def upgrade_cutover(request: Request) -> dict[str, Any]:
+        return await manager().cut_over(str((await body_of(request)).get("policy", "rollback")))
+
+    async def upgrade_rollback(request: Request) -> dict[str, Any]:
+        reason = str((await body_of(request)).get("reason") or "operator's decision")
+        return await manager().roll_back(reason)
+
+    async def upgrade_complete(request: Request) -> dict[str, Any]:
+        return await manager().complete()
+
+    async def upgrade_abort(request: Request) -> dict[str, Any]:
+        reason = str((await body_of(request)).get("reason") or "operator's decision")
+        return await manager().abort(reason)
+
     def endpoint(handler: Any) -> Any:
         async def run(request: Request) -> Response:
             try:
                 return ok(await handler(request))
             except (AdminError, KeyStoreError, InvalidCommand) as exc:
                 return error(f"EGeneral:Invalid arguments:{exc}")
+            except UpgradeRefused as exc:
+                return error(f"EUpgrade:{exc}")
             except SequencerStopped as exc:
                 return error(*halted(exc))
 
@@ -279,6 +323,12 @@ def admin_app(service: ExchangeService, keys: KeyStore, history: History, token:
             Route("/v1/keys/revoke", endpoint(revoke_key), methods=["POST"]),
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
+            Route("/v1/upgrade", endpoint(upgrade_status), methods=["GET"]),
+            Route("/v1/upgrade/shadow", endpoint(upgrade_shadow), methods=["POST"]),
+            Route("/v1/upgrade/cutover", endpoint(upgrade_cutover), methods=["POST"]),
+            Route("/v1/upgrade/rollback", endpoint(upgrade_rollback), methods=["POST"]),
+            Route("/v1/upgrade/complete", endpoint(upgrade_complete), methods=["POST"]),
+            Route("/v1/upgrade/abort", endpoint(upgrade_abort), methods=["POST"]),
         ]
     )
     return BearerToken(app, token)

@@ -33,6 +33,7 @@ from cambio.api.kraken.app import kraken_app
 from cambio.api.kraken.history import History
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
+from cambio.upgrade.manager import UpgradeManager
 
 if TYPE_CHECKING:
     from cambio.runtime.demo_bots import DemoBots
@@ -137,7 +138,8 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
     api = _server(kraken_app(service, keys, history, options.ws_backlog))
-    admin = _server(admin_app(service, keys, history, data.admin_token()))
+    upgrades = UpgradeManager(service, data)
+    admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -180,6 +182,7 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
         log.critical("exchange halted: %r (restart to recover from the journal)", exc)
         code = 1
     stopper.cancel()
+    upgrades.close()
     await service.finish()
     keys.close()
     history.close()

@@ -61,6 +61,7 @@ from cambio.model.commands import (
     TAKE_PROFIT_LIMIT,
     TRAILING_STOP,
     TRAILING_STOP_LIMIT,
+    UPGRADE_PHASES,
     AddOrder,
     AmendOrder,
     CancelAll,
@@ -71,6 +72,7 @@ from cambio.model.commands import (
     CreatePromotion,
     Deposit,
     EndPromotion,
+    MarkUpgrade,
     RequestWithdrawal,
     ReturnWithdrawal,
     SetFunding,
@@ -99,6 +101,7 @@ from cambio.model.events import (
     PromotionChanged,
     Trade,
     Transferred,
+    UpgradePhase,
     WithdrawalCompleted,
     WithdrawalHeld,
     WithdrawalReturned,
@@ -213,6 +216,7 @@ class Exchange:
             SetFunding: self._set_funding,
             CreatePromotion: self._create_promo,
             EndPromotion: self._end_promo,
+            MarkUpgrade: self._mark_upgrade,
         }
         self._account(FEE_ACCOUNT)
 
@@ -1453,6 +1457,11 @@ class Exchange:
         self.global_mode = cmd.mode
         self._out.append(GlobalModeChanged(mode=cmd.mode, reason=cmd.reason))
         self._fire_overdue_dms()
+
+    def _mark_upgrade(self, cmd: MarkUpgrade) -> None:
+        if cmd.phase not in UPGRADE_PHASES:
+            raise Rejected(E.INVALID_ARGUMENTS + ":phase")
+        self._out.append(UpgradePhase(phase=cmd.phase, candidate=cmd.candidate, detail=cmd.detail))
 
     def _set_funding(self, cmd: SetFunding) -> None:
         asset = self._resolve_asset(cmd.asset, E.UNKNOWN_ASSET)

@@ -238,6 +238,14 @@ def state_hash(ex: Exchange) -> str:
     return hashlib.sha256(state_bytes(ex)).hexdigest()
 
 
+def snapshot_state_hash(data: bytes) -> str:
+    """The state hash of the engine a snapshot describes, without restoring one: what any
+    correct restore of it must report."""
+    return hashlib.sha256(
+        _encoder.encode(msgspec.msgpack.decode(data, type=Snapshot).state)
+    ).hexdigest()
+
+
 def snapshot(ex: Exchange) -> bytes:
     """The full snapshot: state document plus the hash chain to continue from."""
     return _encoder.encode(

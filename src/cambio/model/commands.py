@@ -234,6 +234,29 @@ class EndPromotion(Command, tag="end_promo"):
     reason: str = ""
 
 
+# an upgrade's phases, in the order they normally come (cambio.upgrade)
+UPGRADE_PHASES = (
+    "rehearsing",
+    "scheduled",
+    "shadowing",
+    "in_progress",
+    "verifying",
+    "completed",
+    "rolled_back",
+    "aborted",
+)
+
+
+class MarkUpgrade(Command, tag="upgrade"):
+    """An engine upgrade moved to `phase` (cambio.upgrade): journaled so the record says
+    which engine produced which events, and so status pages can follow. Changes nothing
+    in the engine's state."""
+
+    phase: str
+    candidate: str = ""  # the candidate build, as the operator named it
+    detail: str = ""  # JSON: the figures of the phase (progress, ETA, pause, divergence)
+
+
 AnyCommand = (
     Tick
     | Deposit
@@ -251,4 +274,5 @@ AnyCommand = (
     | SetFunding
     | CreatePromotion
     | EndPromotion
+    | MarkUpgrade
 )

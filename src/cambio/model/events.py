@@ -211,6 +211,14 @@ class FeeTierChanged(Event, tag="fee_tier"):
     taker_ppm: int
 
 
+class UpgradePhase(Event, tag="upgrade"):
+    """An engine upgrade's phase, as the operator's tooling journaled it."""
+
+    phase: str
+    candidate: str
+    detail: str
+
+
 AnyEvent = (
     OrderAccepted
     | OrderRejected
@@ -231,4 +239,5 @@ AnyEvent = (
     | PromotionChanged
     | DeadManSwitch
     | FeeTierChanged
+    | UpgradePhase
 )

@@ -64,6 +64,11 @@ class Replayer:
         self._records = self.journal.records(self.after_seq + 1)
 
     @property
+    def pending(self) -> dict[int, list[Event]]:
+        """Replayed events not compared yet (the journal had not recorded them), by seq."""
+        return dict(self._pending)
+
+    @property
     def unrecorded(self) -> list[list[Event]]:
         """Replayed events that the journal has not recorded yet, in seq order."""
         return [self._pending[s] for s in sorted(self._pending)]

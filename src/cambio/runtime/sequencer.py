@@ -77,6 +77,7 @@ class Sequencer:
         # events applied but not yet journaled: they ride along with the next write
         self._unrecorded: list[list[Event]] = list(unrecorded or [])
         self._unrecorded_from = journal.outputs_through + 1
+        self._writing: tuple[int, list[list[Event]]] = (0, [])  # events in the write in flight
         if self._unrecorded_from + len(self._unrecorded) != self._next_seq:
             raise ValueError("the events handed over must be those of the journal's last commands")
         self._intake: list[tuple[Command, asyncio.Future[Result] | None]] = []
@@ -86,6 +87,9 @@ class Sequencer:
         )
         self._io = ThreadPoolExecutor(1, thread_name_prefix="journal")
         self._stopping = False
+        self._paused = False
+        self._idle = asyncio.Event()  # set while paused and nothing is in flight
+        self._in_flight = 0  # batches taken from the intake and not yet applied
         self.failure: BaseException | None = None
         self.batches = 0  # group commits written, for metrics and benchmarks
 
@@ -131,14 +135,15 @@ class Sequencer:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._intake:
-                if self._stopping:
+            if not self._intake or (self._paused and not self._stopping):
+                if self._stopping and not self._intake:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch = self._intake[: self.max_batch]
             del self._intake[: self.max_batch]
+            self._in_flight += 1
             now = self.clock()
             ts = now if now > self._last_ts else self._last_ts
             seq = self._next_seq
@@ -151,11 +156,14 @@ class Sequencer:
             outs, out_seq = self._unrecorded, self._unrecorded_from
             self._unrecorded = []
             self._unrecorded_from += len(outs)
+            self._writing = (out_seq, outs)
             try:
                 await loop.run_in_executor(self._io, self.journal.append, cmds, out_seq, outs)
             except BaseException as exc:
                 self._fail(exc, batch)
                 return
+            finally:
+                self._writing = (0, [])
             self._next_seq = seq
             self._last_ts = ts
             self.batches += 1
@@ -168,6 +176,7 @@ class Sequencer:
             batch = await self._durable.get()
             if batch is None:
                 return
+            self._in_flight -= 1
             if self.failure is not None:
                 self._fail(self.failure, batch)
                 continue
@@ -187,6 +196,8 @@ class Sequencer:
                     hook(cmds, results)
             except BaseException as exc:  # e.g. a snapshot from an engine host that died
                 self._fail(exc, [])
+            if self._paused and not self._in_flight:
+                self._idle.set()
 
     def _fail(
         self, exc: BaseException, journaled: list[tuple[Command, asyncio.Future[Result] | None]]
@@ -196,6 +207,7 @@ class Sequencer:
         if self.failure is None:
             self.failure = exc
         self._stopping = True
+        self._idle.set()  # a pause waiting for the engine to be still: it never will
         why = f"exchange halted: {self.failure!r}"
         for _, fut in journaled:
             if fut is not None and not fut.done():
@@ -205,6 +217,34 @@ class Sequencer:
             if fut is not None and not fut.done():
                 fut.set_exception(SequencerStopped(why))
         self._wake.set()
+
+    def follow(self, hook: AfterBatch) -> tuple[int, dict[int, list[Event]]]:
+        """Register `hook` (as `after_batch`) for someone who catches up from the journal
+        first: returns the seq after which every batch reaches the hook, and the events of
+        the commands up to it that the journal may not hold yet (seq -> events). Call on
+        the event loop, so nothing is applied in between."""
+        self.after_batch.append(hook)
+        known: dict[int, list[Event]] = {}
+        for first, outs in (self._writing, (self._unrecorded_from, self._unrecorded)):
+            known.update((first + i, events) for i, events in enumerate(outs))
+        return self.applied_seq, known
+
+    async def pause(self) -> None:
+        """Stop taking batches from the intake (new commands queue, none is dropped) and
+        return once every batch taken has been applied: the engine is then still, for an
+        engine switch. `resume()` goes on with the queue, in order."""
+        self._paused = True
+        self._idle.clear()
+        if self._in_flight and self.failure is None:
+            await self._idle.wait()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def stop(self) -> None:
         """Stop taking commands; what was queued is still written, applied and answered.

@@ -82,6 +82,15 @@ class ExchangeService:
         assert self.recovered is not None
         return self.recovered.host
 
+    def switch_host(self, host: EngineHost) -> EngineHost:
+        """Make `host` the primary engine and return the one it replaces. Only with the
+        sequencer paused and `host` in the same state (cambio.upgrade.manager checks)."""
+        assert self.recovered is not None and self.sequencer is not None
+        assert self.sequencer.paused, "switching engines while batches are applied"
+        old, self.recovered.host = self.recovered.host, host
+        self.sequencer.host = host
+        return old
+
     # ------------------------------------------------------------------ lifecycle
     def start(self, progress: Callable[[int], None] | None = None) -> Recovered:
         """Recover the engine (blocking); call before `run` (inside the event loop)."""

@@ -170,8 +170,12 @@ def rehearse(
     finally:
         host.close()
     if result.divergence is not None:
-        result.divergence.context = _context(
-            data, candidate, journal, start_seq, start, result.divergence
+        result.divergence.context = context_of(
+            data,
+            lambda snap: candidate.host(data.markets, snap),
+            start_seq,
+            start,
+            result.divergence,
         )
     return result
 
@@ -266,19 +270,20 @@ def _state(
     return out
 
 
-def _context(
+def context_of(
     data: DataDir,
-    candidate: Candidate,
-    journal: Journal,
+    make_host: Callable[[bytes | None], EngineHost],
     start_seq: int,
     start: bytes | None,
     d: Divergence,
-) -> Context | None:
-    """Replay again to just before the divergent command, in the candidate and in this
-    build (production's), and look at the state before and after it."""
+) -> Context:
+    """Replay again to just before the divergent command, in the candidate (`make_host`,
+    from `start` at `start_seq`) and in this build (production's), and look at the state
+    before and after it."""
     config = data.config()
+    journal = Journal(data.journal, readonly=True)
     pair, accounts = _involved(d, config)
-    host = candidate.host(data.markets, start)
+    host = make_host(start)
     production = InProcessHost(config, start)
     try:
         for h in (host, production):

@@ -1,0 +1,360 @@
+"""The engine upgrade inside the running server: shadow, cutover, verify, roll back.
+
+Phases (each transition a journaled `MarkUpgrade` command, so the record says which
+engine produced which events, and status pages can follow without anyone typing):
+
+    idle -> shadowing -> in_progress -> verifying -> completed
+                 |             |             `-> rolled_back (by hand, or on divergence)
+                 `-> aborted   `-> aborted (a check failed: the old engine stays primary)
+
+* **shadow**: the candidate starts from production's newest snapshot in its own process
+  and follows the live stream (cambio.upgrade.shadow). Its first divergence is written
+  as a rehearsal report and makes cutover refuse.
+* **cutover**, only from a clean shadow that keeps up: pause intake (requests queue,
+  none is dropped), wait until the candidate has applied the last command, compare the
+  event hash chains, switch the primary, resume. The pause is measured. Any failed check
+  resumes with the old engine primary. State hashes are compared where it costs the
+  primary nothing: the candidate's restored state against the snapshot it started from
+  (a state hash of 1M resting orders takes seconds; the chain, which covers every event
+  since genesis, microseconds).
+* **verifying**: the old engine keeps shadowing the new primary. A divergence rolls back
+  automatically (policy `rollback`) or moves the affected market to cancel_only (policy
+  `cancel_only`).
+* **rollback**: the same pause and switch back to the old engine, then a snapshot at
+  once, so a restart never replays the new engine's divergent events with the old one.
+* **complete**: the old engine is let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cambio.engine.snapshot import snapshot_state_hash
+from cambio.journal.snapshots import SnapshotStore
+from cambio.model.commands import MarkUpgrade, SetMarketMode
+from cambio.runtime.datadir import DataDir
+from cambio.runtime.host import EngineHost
+from cambio.runtime.service import ExchangeService
+from cambio.upgrade.candidate import Candidate, resolve
+from cambio.upgrade.changes import load
+from cambio.upgrade.rehearse import Divergence, Rehearsal, context_of
+from cambio.upgrade.report import markdown
+from cambio.upgrade.shadow import Shadow
+
+log = logging.getLogger("cambio.upgrade")
+CATCH_UP_S = 30.0  # how long a cutover waits for the shadow to come close before pausing
+CLOSE_ENOUGH = 1_000  # commands behind at which a cutover may pause
+PAUSE_TIMEOUT_S = 5.0  # the longest a cutover keeps intake paused before giving up
+POLICIES = ("rollback", "cancel_only")
+
+
+class UpgradeRefused(Exception):
+    """The step cannot be taken now; the message says why."""
+
+
+@dataclass
+class UpgradeManager:
+    service: ExchangeService
+    data: DataDir
+    phase: str = "idle"
+    candidate: Candidate | None = None
+    shadow: Shadow | None = None
+    policy: str = "rollback"
+    cutover: dict[str, Any] | None = None  # the last cutover's figures
+    rollback: dict[str, Any] | None = None
+    report: str | None = None  # path of the shadow's divergence report
+    history: list[dict[str, Any]] = field(default_factory=list)
+    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ reading
+    def status(self) -> dict[str, Any]:
+        seq = self.service.sequencer
+        assert seq is not None
+        out: dict[str, Any] = {
+            "phase": self.phase,
+            "candidate": self.candidate.describe() if self.candidate else None,
+            "policy": self.policy,
+            "primary_seq": seq.applied_seq,
+            "cutover": self.cutover,
+            "rollback": self.rollback,
+            "report": self.report,
+            "history": self.history,
+            "shadow": None,
+        }
+        if self.shadow is not None:
+            s = self.shadow.status()
+            out["shadow"] = {
+                "engine": "candidate" if self.phase == "shadowing" else "previous primary",
+                "state": s.state,
+                "applied_seq": s.applied_seq,
+                "lag": self.shadow.lag(seq.applied_seq),
+                "declared": s.declared,
+                "divergence": _divergence(s.divergence),
+                "error": s.error,
+            }
+        return out
+
+    # ------------------------------------------------------------------ steps
+    async def start_shadow(self, path: str, from_snapshot: bool = True) -> dict[str, Any]:
+        async with self._busy:
+            if self.phase not in ("idle", "completed", "rolled_back", "aborted"):
+                raise UpgradeRefused(f"an upgrade is {self.phase}: abort or finish it first")
+            loop = asyncio.get_running_loop()
+            try:
+                candidate = await loop.run_in_executor(None, resolve, Path(path))
+            except Exception as exc:
+                raise UpgradeRefused(str(exc)) from None
+            changes = load(candidate.declared_changes())
+            start_seq, body = self._newest_snapshot() if from_snapshot else (0, None)
+            seq = self.service.sequencer
+            assert seq is not None
+
+            def make_host() -> EngineHost:
+                return candidate.host(self.data.markets, body)
+
+            start_hash = None
+            if body is not None:  # judged by this build, off the loop
+                start_hash = await loop.run_in_executor(None, snapshot_state_hash, body)
+            shadow = Shadow(make_host, self.data.journal, start_seq, 0, {}, changes, start_hash)
+            shadow.on_divergence = lambda d: self._report(candidate, start_seq, body, d)
+            # no await between these: the shadow's stream starts exactly after follow_from
+            shadow.follow_from, shadow.known = seq.follow(shadow.push)
+            shadow.start()
+            self.candidate, self.shadow, self.report = candidate, shadow, None
+            await self._mark("shadowing", {"start_seq": start_seq, "from": shadow.follow_from})
+            return self.status()
+
+    async def cut_over(self, policy: str = "rollback") -> dict[str, Any]:
+        if policy not in POLICIES:
+            raise UpgradeRefused(f"policy must be one of {', '.join(POLICIES)}")
+        async with self._busy:
+            shadow, seq = self.shadow, self.service.sequencer
+            assert seq is not None
+            if self.phase != "shadowing" or shadow is None:
+                raise UpgradeRefused("no candidate is shadowing: start one with upgrade shadow")
+            await self._until_close(shadow)
+            await self._mark("in_progress", {"lag": shadow.lag(seq.applied_seq)})
+            started = time.perf_counter()
+            await seq.pause()
+            try:
+                target = seq.applied_seq
+                new = await self._take(shadow, target)
+                old = self.service.host
+                # every event since genesis, hashed: equal chains from an equal start
+                # state (checked when the shadow started) mean equal states, and cost
+                # microseconds where a state hash of a big book costs seconds
+                ours, theirs = old.chain(), new.chain()
+                if ours != theirs:
+                    new.close()
+                    self.shadow = None
+                    raise _Abort(
+                        f"the event hash chains differ at seq {target}: primary {ours}, "
+                        f"candidate {theirs}"
+                    )
+                self.service.switch_host(new)
+                self.shadow = self._warm(old, target)
+            except _Abort as exc:
+                seq.resume()
+                self._drop_shadow()
+                await self._fail(str(exc))
+                raise UpgradeRefused(
+                    f"cutover aborted, the old engine stays primary: {exc}"
+                ) from None
+            finally:
+                seq.resume()
+            pause_ms = (time.perf_counter() - started) * 1000
+            self.policy = policy
+            self.cutover = {"seq": target, "pause_ms": round(pause_ms, 3), "chain": ours}
+            await self._mark("verifying", self.cutover)
+            return self.status()
+
+    async def roll_back(self, reason: str) -> dict[str, Any]:
+        async with self._busy:
+            shadow, seq = self.shadow, self.service.sequencer
+            assert seq is not None
+            if self.phase != "verifying" or shadow is None:
+                raise UpgradeRefused("nothing to roll back to: no cutover is being verified")
+            started = time.perf_counter()
+            await seq.pause()
+            try:
+                target = seq.applied_seq
+                try:
+                    old = await self._take(shadow, target)
+                except _Abort as exc:
+                    raise UpgradeRefused(
+                        f"rollback impossible, the new engine stays: {exc}"
+                    ) from None
+                self.service.switch_host(old).close()
+                self.shadow = None
+            finally:
+                seq.resume()
+            pause_ms = (time.perf_counter() - started) * 1000
+            # the journal's recent events are the new engine's: a snapshot now keeps a
+            # restart from replaying them with the old one
+            snap = await self.service.snapshot_now()
+            self.rollback = {"seq": target, "pause_ms": round(pause_ms, 3), "reason": reason,
+                             "snapshot_seq": snap}  # fmt: skip
+            await self._mark("rolled_back", self.rollback)
+            return self.status()
+
+    async def complete(self) -> dict[str, Any]:
+        async with self._busy:
+            if self.phase != "verifying":
+                raise UpgradeRefused("no cutover is being verified")
+            self._drop_shadow()
+            await self._mark("completed", self.cutover or {})
+            return self.status()
+
+    async def abort(self, reason: str) -> dict[str, Any]:
+        async with self._busy:
+            if self.phase != "shadowing":
+                raise UpgradeRefused("only a shadowing candidate can be aborted")
+            self._drop_shadow()
+            await self._mark("aborted", {"reason": reason})
+            return self.status()
+
+    def close(self) -> None:
+        """At shutdown: let the shadow go (the primary is closed by the service)."""
+        self._drop_shadow()
+
+    # ------------------------------------------------------------------ pieces
+    def _newest_snapshot(self) -> tuple[int, bytes | None]:
+        store = SnapshotStore(self.data.snapshots)
+        for path in store.paths() if self.data.snapshots.exists() else []:
+            try:
+                return SnapshotStore.read(path)
+            except Exception:  # a damaged one: the next older will do
+                continue
+        return 0, None
+
+    async def _until_close(self, shadow: Shadow) -> None:
+        seq = self.service.sequencer
+        assert seq is not None
+        deadline = time.monotonic() + CATCH_UP_S
+        while shadow.state in ("starting", "catching_up", "following"):
+            if shadow.state == "following" and shadow.lag(seq.applied_seq) <= CLOSE_ENOUGH:
+                break
+            if time.monotonic() > deadline:
+                raise UpgradeRefused(
+                    f"the candidate is {shadow.lag(seq.applied_seq):,} commands behind after "
+                    f"{CATCH_UP_S:.0f} s: it cannot keep up"
+                )
+            await asyncio.sleep(0.01)
+        if shadow.state != "following":
+            why = shadow.error or (
+                f"diverged at seq {shadow.divergence.seq}" if shadow.divergence else shadow.state
+            )
+            raise UpgradeRefused(f"cutover refused: the candidate shadow {why}")
+
+    async def _take(self, shadow: Shadow, target: int) -> EngineHost:
+        """With intake paused: wait for the shadow to apply `target`, then take its engine."""
+        seq = self.service.sequencer
+        assert seq is not None
+        deadline = time.monotonic() + PAUSE_TIMEOUT_S
+        while shadow.applied_seq < target:
+            if shadow.state in ("failed", "stopped") or time.monotonic() > deadline:
+                raise _Abort(f"the shadow reached {shadow.applied_seq}, not {target}")
+            if shadow.state == "diverged" and shadow.stop_on_divergence:
+                raise _Abort("the shadow diverged")
+            await asyncio.sleep(0.0002)
+        try:
+            host = await asyncio.get_running_loop().run_in_executor(None, shadow.detach)
+        except RuntimeError as exc:
+            raise _Abort(str(exc)) from None
+        seq.after_batch.remove(shadow.push)
+        return host
+
+    def _warm(self, old: EngineHost, seq_now: int) -> Shadow:
+        """The previous primary, shadowing the new one from where both are."""
+        seq = self.service.sequencer
+        assert seq is not None
+        shadow = Shadow(
+            lambda: old,
+            self.data.journal,
+            seq_now,
+            seq_now,
+            {},
+            stop_on_divergence=False,
+            on_divergence=self._on_late_divergence,
+        )
+        seq.after_batch.append(shadow.push)
+        shadow.start()
+        return shadow
+
+    def _on_late_divergence(self, d: Divergence) -> None:
+        """From the shadow's thread, after a cutover: act by policy, on the loop."""
+        loop = self._loop
+        assert loop is not None
+        reason = f"the new engine diverged from the previous one at seq {d.seq}"
+        if self.policy == "rollback":
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._auto_rollback(reason)))
+        else:
+            pair = getattr(d.command, "pair", None)
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._halt_pair(pair, reason)))
+
+    async def _auto_rollback(self, reason: str) -> None:
+        try:
+            await self.roll_back(reason)
+        except Exception:
+            log.exception("automatic rollback failed")
+
+    async def _halt_pair(self, pair: str | None, reason: str) -> None:
+        if pair is None:
+            log.error("%s; no market to put in cancel_only: roll back by hand", reason)
+            return
+        await self.service.execute(SetMarketMode(pair=pair, mode="cancel_only", reason=reason))
+
+    def _report(self, candidate: Candidate, start_seq: int, body: bytes | None,
+                d: Divergence) -> None:  # fmt: skip
+        """From the shadow's thread: the rehearsal's report of the first divergence."""
+        try:
+            d.context = context_of(
+                self.data, lambda snap: candidate.host(self.data.markets, snap), start_seq, body, d
+            )
+        except Exception:
+            log.exception("could not rebuild the state around the divergence")
+        result = Rehearsal(candidate, start_seq, d.seq, divergence=d)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = self.data.root / "rehearsals" / f"shadow-{stamp}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown(result))
+        self.report = str(path)
+
+    def _drop_shadow(self) -> None:
+        seq, shadow = self.service.sequencer, self.shadow
+        if shadow is None:
+            return
+        if seq is not None and shadow.push in seq.after_batch:
+            seq.after_batch.remove(shadow.push)
+        shadow.stop()
+        self.shadow = None
+
+    async def _fail(self, reason: str) -> None:
+        await self._mark("aborted", {"reason": reason})
+
+    async def _mark(self, phase: str, detail: dict[str, Any]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.phase = phase
+        label = str(self.candidate.path) if self.candidate else ""
+        text = json.dumps(detail, sort_keys=True)
+        self.history.append({"phase": phase, "at": time.time(), "detail": detail})
+        await self.service.execute(MarkUpgrade(phase=phase, candidate=label, detail=text))
+        log.warning("upgrade %s: %s", phase, text)
+
+
+class _Abort(Exception):
+    """A check failed during a pause: resume with the engine that was primary."""
+
+
+def _divergence(d: Divergence | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {"seq": d.seq, "command": type(d.command).__name__}

@@ -1,0 +1,221 @@
+"""Shadowing: a second engine follows the live exchange, comparing every event.
+
+Before a cutover the shadow is the candidate: it starts from production's newest
+snapshot (or genesis), catches up from the journal, then follows the live stream: each
+batch the primary applied reaches it with the primary's events, which it compares with
+its own. After a cutover the shadow is the old engine, kept warm for rollback.
+
+It runs in a thread of its own, fed by a queue (`push`, a sequencer hook, only appends),
+so it never slows the primary; how far behind it is, is `lag`. The seam between journal
+and live stream is exact: the hook is registered on the event loop together with the
+seq it starts after and the events the journal may not hold yet
+(`Sequencer.follow`).
+
+A difference the candidate declared (cambio.upgrade.changes) is counted. Any other is a
+divergence: before a cutover the shadow stops there and reports it (the rehearsal's
+report); after one it keeps applying, so the old engine stays current for the rollback
+the divergence calls for (`on_divergence`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from cambio.journal.segments import Journal
+from cambio.model.commands import Command
+from cambio.model.events import Event
+from cambio.runtime.host import EngineHost
+from cambio.runtime.replay import Mismatch, Replayer
+from cambio.upgrade.changes import Change, explain
+from cambio.upgrade.rehearse import Declared, Divergence
+
+log = logging.getLogger("cambio.upgrade.shadow")
+MAX_QUEUED = 1_000_000  # commands a shadow may fall behind before it gives up
+_encoder = msgspec.msgpack.Encoder()
+
+Batch = tuple[list[Command], list[list[Event]]]
+
+
+@dataclass
+class ShadowStatus:
+    state: str  # starting, catching_up, following, diverged, failed, stopped
+    applied_seq: int
+    declared: dict[str, int]
+    divergence: Divergence | None
+    error: str | None
+
+
+@dataclass
+class Shadow:
+    """An engine following the primary (see the module docstring)."""
+
+    make_host: Callable[[], EngineHost]  # builds the engine at `start_seq`
+    journal_dir: Path
+    start_seq: int  # the state `make_host` starts in
+    follow_from: int  # the hook delivers every batch after this seq
+    known: dict[int, list[Event]]  # primary's events the journal may not hold yet
+    changes: list[Change] = field(default_factory=list)
+    start_hash: str | None = None  # the state hash `make_host`'s engine must report
+    stop_on_divergence: bool = True  # False after a cutover: keep the old engine current
+    on_divergence: Callable[[Divergence], None] | None = None  # called from the thread
+    host: EngineHost | None = None
+    state: str = "starting"
+    applied_seq: int = 0
+    divergence: Divergence | None = None
+    error: str | None = None
+    declared: dict[str, Declared] = field(default_factory=dict)
+    _queue: queue.Queue[Batch | None] = field(default_factory=queue.Queue)
+    _queued: int = 0
+    _thread: threading.Thread | None = None
+    _release: bool = False  # detach: leave the host open for whoever takes it
+
+    def __post_init__(self) -> None:
+        self.applied_seq = self.start_seq
+        self.declared = {c.name: Declared(c) for c in self.changes}
+
+    # ------------------------------------------------------------------ the primary's side
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        self._thread.start()
+
+    def push(self, cmds: list[Command], results: list[list[Event]]) -> None:
+        """The sequencer hook: hand a batch over, never wait."""
+        if self.state in ("failed", "stopped") or (
+            self.state == "diverged" and self.stop_on_divergence
+        ):
+            return  # nobody will apply it
+        if self._queued + len(cmds) > MAX_QUEUED:
+            self.state, self.error = "failed", f"fell more than {MAX_QUEUED:,} commands behind"
+            return
+        self._queued += len(cmds)
+        self._queue.put((cmds, results))
+
+    def lag(self, primary_seq: int) -> int:
+        return max(0, primary_seq - self.applied_seq)
+
+    def status(self) -> ShadowStatus:
+        counts = {name: d.count for name, d in self.declared.items()}
+        return ShadowStatus(self.state, self.applied_seq, counts, self.divergence, self.error)
+
+    def stop(self) -> None:
+        """End the thread and close the engine."""
+        self._finish(release=False)
+
+    def detach(self) -> EngineHost:
+        """End the thread once everything queued is applied and hand the engine over,
+        open (for a cutover). Raises if the shadow is not in a state to be taken."""
+        current = self.state == "following" or (
+            self.state == "diverged" and not self.stop_on_divergence
+        )
+        if not current or self.host is None:
+            raise RuntimeError(f"the shadow is {self.state}: {self.error or 'not following'}")
+        host = self.host
+        self._finish(release=True)
+        if self.state == "failed":
+            raise RuntimeError(f"the shadow failed while draining: {self.error}")
+        return host
+
+    def _finish(self, release: bool) -> None:
+        self._release = release
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+        if self.state not in ("diverged", "failed"):
+            self.state = "stopped"
+
+    # ------------------------------------------------------------------ the thread
+    def _run(self) -> None:
+        try:
+            self.host = self.make_host()
+            if self.start_hash is not None and self.host.state_hash() != self.start_hash:
+                # a restore that loses state (which events may show only much later)
+                self.state = "diverged"
+                self.error = (
+                    f"its state after restoring the snapshot at seq {self.start_seq} hashes to "
+                    f"{self.host.state_hash()}, the snapshot to {self.start_hash}"
+                )
+                return
+            if not self._catch_up():
+                return
+            self.state = "following"
+            while (batch := self._queue.get()) is not None:
+                cmds, results = batch
+                self._queued -= len(cmds)
+                self._follow(cmds, results)
+                if self.state == "diverged" and self.stop_on_divergence:
+                    break
+        except Exception as exc:
+            log.exception("shadow engine failed")
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            kept = self._release and self.state in ("following", "diverged")
+            if self.host is not None and not kept:
+                self.host.close()
+
+    def _catch_up(self) -> bool:
+        """Replay the journal up to `follow_from`, compared with what it recorded and
+        with `known`; False if a divergence stopped it."""
+        self.state = "catching_up"
+        assert self.host is not None
+        journal = Journal(self.journal_dir, readonly=True)
+        replayer = Replayer(journal, self.host, self.start_seq, on_mismatch=self._judge)
+        replayer.run(until=self.follow_from)
+        if replayer.stopped is not None:
+            self._diverged(replayer.stopped, next(journal.commands(replayer.stopped.seq)))
+            return False
+        if replayer.applied_seq < self.follow_from:
+            raise RuntimeError(
+                f"the journal ends at {replayer.applied_seq}, the primary at {self.follow_from}"
+            )
+        self.applied_seq = replayer.applied_seq
+        pending = replayer.pending
+        for seq in sorted(pending):
+            want = self.known.get(seq)
+            if want is None or _encoder.encode(want) == _encoder.encode(pending[seq]):
+                continue
+            m = Mismatch(seq, want, pending[seq])
+            if not self._judge(m):
+                self._diverged(m, next(journal.commands(seq)))
+                return False
+        return True
+
+    def _follow(self, cmds: list[Command], results: list[list[Event]]) -> None:
+        assert self.host is not None
+        if cmds[-1].seq <= self.applied_seq:  # already replayed from the journal
+            return
+        fresh = [(c, r) for c, r in zip(cmds, results, strict=True) if c.seq > self.applied_seq]
+        mine = self.host.apply([c for c, _ in fresh])
+        self.applied_seq = fresh[-1][0].seq
+        if self.state == "diverged":
+            return
+        if _encoder.encode([r for _, r in fresh]) == _encoder.encode(mine):
+            return
+        for (cmd, want), got in zip(fresh, mine, strict=True):
+            if _encoder.encode(want) != _encoder.encode(got):
+                m = Mismatch(cmd.seq, list(want), list(got))
+                if not self._judge(m):
+                    self._diverged(m, cmd)
+                    return
+
+    def _judge(self, m: Mismatch) -> bool:
+        change = explain(m, self.changes)
+        if change is None:
+            return False
+        declared = self.declared[change.name]
+        declared.count += 1
+        declared.first = declared.first or m
+        return True
+
+    def _diverged(self, m: Mismatch, cmd: Command) -> None:
+        self.divergence = Divergence(m.seq, cmd, m.recorded, m.replayed)
+        self.state = "diverged"
+        log.error("shadow engine diverged at seq %d", m.seq)
+        if self.on_divergence is not None:
+            self.on_divergence(self.divergence)
