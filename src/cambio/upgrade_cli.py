@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,18 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
     try:
         found = resolve(candidate)
         click.echo(f"candidate: {found.describe()}", err=True)
+        server = _Announcer(data_dir, str(candidate))
         with progress("rehearsing") as (advance, set_total):
-            result = run(data, found, start == "snapshot", advance, set_total)
+
+            def total(n: int) -> None:
+                set_total(n)
+                server.started(n)
+
+            def done(n: int) -> None:
+                advance(n)
+                server.progress(n)
+
+            result = run(data, found, start == "snapshot", done, total)
     except (CandidateError, ChangesError) as exc:
         raise CannotRehearse(str(exc)) from None
     except JournalCorrupt as exc:
@@ -107,9 +118,56 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
         report_path = data.root / "rehearsals" / f"{stamp}.md"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown(result))
+    server.finished(result, report_path)
     click.echo(summary(result))
     click.echo(f"report: {report_path}")
     sys.exit(0 if result.ok else 1)
+
+
+class _Announcer:
+    """Tells the server running on DATA, if any, how a rehearsal goes (phase rehearsing,
+    with progress and ETA, for operators and the status page). Best effort: a rehearsal
+    never fails because the server is away."""
+
+    def __init__(self, data_dir: Path, candidate: str) -> None:
+        self.admin = None
+        if (data_dir / "serve.json").exists():
+            self.admin = _admin(data_dir)
+        self.candidate = candidate
+        self.total = self.done = 0
+        self.started_at = self.said_at = time.monotonic()
+
+    def _say(self, body: dict[str, Any]) -> None:
+        if self.admin is None:
+            return
+        try:
+            self.admin.call("/v1/upgrade/rehearsal", body)
+        except click.ClickException as exc:
+            click.echo(f"(not reported to the server: {exc.message})", err=True)
+            self.admin = None
+
+    def started(self, total: int) -> None:
+        self.total = total
+        self._say({"state": "started", "candidate": self.candidate, "total": total})
+
+    def progress(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.said_at < 1.0:
+            return
+        self.said_at = now
+        rate = self.done / (now - self.started_at)
+        left = (self.total - self.done) / rate if rate else None
+        self._say({"state": "progress", "done": self.done, "total": self.total,
+                   "rate": round(rate), "eta_s": left})  # fmt: skip
+
+    def finished(self, result: Any, report: Path) -> None:
+        verdict = "clean" if result.ok else ("diverged" if result.divergence else "problems")
+        body: dict[str, Any] = {"state": "finished", "done": result.commands,
+                                "verdict": verdict, "report": str(report)}  # fmt: skip
+        if result.eta is not None and result.eta.keeps_up:
+            body |= {"cutover_eta_s": round(result.eta.total_s, 2), "basis": result.eta.basis()}
+        self._say(body)
 
 
 # ---------------------------------------------------------------------- the live steps

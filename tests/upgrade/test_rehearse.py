@@ -60,12 +60,15 @@ def test_each_mutant_is_stopped_at_its_first_divergence(
     assert summary(result).startswith(f"DIVERGED after {result.commands:,} commands")
 
 
-def test_the_restore_mutant_is_clean_from_genesis(
+def test_the_restore_mutant_replays_clean_from_genesis_but_fails_the_restore_check(
     production: tuple[DataDir, Production], tmp_path: Path
 ) -> None:
-    data, _ = production
+    data, prod = production
     mutant = MUTANT["restore-iceberg-full-slice"]
-    assert rehearse(data, resolve(make_candidate(tmp_path, mutant))).ok
+    result = rehearse(data, resolve(make_candidate(tmp_path, mutant)))
+    assert result.divergence is None and result.commands == prod.last_seq  # every event
+    (problem,) = result.problems  # but the start a shadow would make is wrong
+    assert problem.startswith("restoring production's newest snapshot") and not result.ok
 
 
 def test_a_declared_change_is_counted_and_reported_not_hidden(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,12 @@ from cambio.upgrade.shadow import Shadow
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DataDir, Production]]:
     data = DataDir(tmp_path_factory.mktemp("shadow") / "data")
     yield data, write_production(data)
+
+
+def done(value: str) -> Future[str]:
+    future: Future[str] = Future()
+    future.set_result(value)
+    return future
 
 
 def wait(check: Callable[[], bool]) -> None:
@@ -66,7 +73,7 @@ def test_it_catches_up_from_the_snapshot_then_follows(
     seq, body = snapshot_of(data)
     primary = primary_at_end(data)
     shadow = Shadow(lambda: InProcessHost(data.config(), body), data.journal, seq, prod.last_seq,
-                    {}, start_hash=snapshot_state_hash(body))  # fmt: skip
+                    {}, start_hash=done(snapshot_state_hash(body)))  # fmt: skip
     shadow.start()
     wait(lambda: shadow.state == "following")
     assert shadow.applied_seq == prod.last_seq and shadow.lag(prod.last_seq) == 0
@@ -84,7 +91,7 @@ def test_a_restore_that_loses_state_is_caught_before_anything_else(
     mutant = next(m for m in MUTANTS if m.from_snapshot)
     checkout = make_candidate(tmp_path, mutant)
     shadow = Shadow(lambda: candidate_host(checkout, data.markets, body), data.journal, seq,
-                    prod.last_seq, {}, start_hash=snapshot_state_hash(body))  # fmt: skip
+                    prod.last_seq, {}, start_hash=done(snapshot_state_hash(body)))  # fmt: skip
     shadow.start()
     wait(lambda: shadow.state not in ("starting", "catching_up"))
     assert shadow.state == "diverged" and "after restoring the snapshot" in str(shadow.error)

@@ -20,6 +20,8 @@
     POST /v1/snapshot        take a snapshot now; its seq
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
                              divergence, last cutover and rollback (cambio.upgrade.manager)
+    POST /v1/upgrade/rehearsal  {"state": started|progress|finished, ...}: a rehearsal
+                             run beside this server reports (cambio upgrade rehearse)
     POST /v1/upgrade/shadow  {"candidate": path, "from": "snapshot"|"genesis"}
     POST /v1/upgrade/cutover {"policy": "rollback"|"cancel_only"}
     POST /v1/upgrade/rollback {"reason"}   POST /v1/upgrade/complete
@@ -282,6 +284,9 @@ def admin_app(
             raise AdminError("give a candidate path, and from: snapshot or genesis")
         return await manager().start_shadow(body["candidate"], start == "snapshot")
 
+    async def upgrade_rehearsal(request: Request) -> dict[str, Any]:
+        return await manager().rehearsal(await body_of(request))
+
     async def upgrade_cutover(request: Request) -> dict[str, Any]:
         return await manager().cut_over(str((await body_of(request)).get("policy", "rollback")))
 
@@ -324,6 +329,7 @@ def admin_app(
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
             Route("/v1/upgrade", endpoint(upgrade_status), methods=["GET"]),
+            Route("/v1/upgrade/rehearsal", endpoint(upgrade_rehearsal), methods=["POST"]),
             Route("/v1/upgrade/shadow", endpoint(upgrade_shadow), methods=["POST"]),
             Route("/v1/upgrade/cutover", endpoint(upgrade_cutover), methods=["POST"]),
             Route("/v1/upgrade/rollback", endpoint(upgrade_rollback), methods=["POST"]),

@@ -1,11 +1,12 @@
 """The cutover ETA, from measured speeds and nothing else.
 
-A cutover needs the candidate to be where production is: started from production's newest
-snapshot, it must replay the journal written since (the backlog) while production keeps
-writing (the journal's growth over its last hour, from the commands' own timestamps).
-Catch-up time is backlog / (replay rate - growth); the pause itself is bounded by the
-state-hash comparison, measured on the candidate. Every figure the ETA rests on is kept
-in `basis` so an operator can judge it, and so can the status page.
+A cutover needs the candidate to be where production is. It starts from production's
+newest snapshot (restoring it and hashing the restored state: measured on the candidate),
+then replays the journal written since (the backlog) while production keeps writing (the
+journal's growth over its last hour, from the commands' own timestamps): catch-up time is
+backlog / (replay rate - growth). The pause itself is a few round trips to the candidate
+(its last batch, the hash chains, the switch), measured too. Every figure the ETA rests
+on is kept in `basis` so an operator can judge it, and so can the status page.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ class Eta:
     replay_rate: float  # candidate commands/s, measured in the rehearsal
     backlog: int  # commands from the newest snapshot to the journal's end
     growth: float  # commands/s production wrote over the journal's last hour
+    start_s: float  # the candidate restoring the newest snapshot and hashing its state
     catch_up_s: float  # math.inf when the candidate cannot keep up
     pause_s: float  # expected intake pause at cutover
 
     @property
     def total_s(self) -> float:
-        return self.catch_up_s + self.pause_s
+        return self.start_s + self.catch_up_s + self.pause_s
 
     @property
     def keeps_up(self) -> bool:
@@ -42,9 +44,11 @@ class Eta:
                 f"{self.growth:,.1f} commands/s: it would never catch up"
             )
         return (
-            f"{self.backlog:,} commands since the newest snapshot at {rate}, while the "
-            f"journal grows by {self.growth:,.1f} commands/s (its last hour); the pause is "
-            f"bounded by comparing state hashes ({self.pause_s * 1000:,.1f} ms measured)"
+            f"start {self.start_s:,.2f} s (the candidate restoring the newest snapshot and "
+            f"hashing it, measured); catch-up {self.catch_up_s:,.2f} s ({self.backlog:,} "
+            f"commands since that snapshot at {rate}, while the journal grows by "
+            f"{self.growth:,.1f} commands/s over its last hour); pause "
+            f"{self.pause_s * 1000:,.1f} ms (four round trips to the candidate, measured)"
         )
 
 
@@ -61,10 +65,10 @@ def growth(journal: Journal) -> float:
     return count / span if span > 0 else 0.0
 
 
-def estimate(journal: Journal, rate: float, snapshot_seq: int, hash_seconds: float) -> Eta:
+def estimate(
+    journal: Journal, rate: float, snapshot_seq: int, start_s: float, round_trip_s: float
+) -> Eta:
     backlog = journal.last_seq - snapshot_seq
     grows = growth(journal)
     catch_up = backlog / (rate - grows) if rate > grows else math.inf
-    # both engines hash their state during the pause; in parallel, but count it twice to
-    # be on the safe side of a promise made on the status page
-    return Eta(rate, backlog, grows, catch_up, 2 * hash_seconds)
+    return Eta(rate, backlog, grows, start_s, catch_up, 4 * round_trip_s)

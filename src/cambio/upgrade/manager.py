@@ -3,10 +3,12 @@
 Phases (each transition a journaled `MarkUpgrade` command, so the record says which
 engine produced which events, and status pages can follow without anyone typing):
 
-    idle -> shadowing -> in_progress -> verifying -> completed
+    idle -> (rehearsing) -> shadowing -> in_progress -> verifying -> completed
                  |             |             `-> rolled_back (by hand, or on divergence)
                  `-> aborted   `-> aborted (a check failed: the old engine stays primary)
 
+* **rehearsing**: `cambio upgrade rehearse` beside a running server reports its start,
+  progress (with the rehearsal's own ETA) and verdict (with the cutover ETA and basis).
 * **shadow**: the candidate starts from production's newest snapshot in its own process
   and follows the live stream (cambio.upgrade.shadow). Its first divergence is written
   as a rehearsal report and makes cutover refuse.
@@ -31,20 +33,20 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cambio.engine.snapshot import snapshot_state_hash
-from cambio.journal.snapshots import SnapshotStore
 from cambio.model.commands import MarkUpgrade, SetMarketMode
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost
 from cambio.runtime.service import ExchangeService
 from cambio.upgrade.candidate import Candidate, resolve
 from cambio.upgrade.changes import load
-from cambio.upgrade.rehearse import Divergence, Rehearsal, context_of
+from cambio.upgrade.rehearse import Divergence, Rehearsal, context_of, newest_snapshot
 from cambio.upgrade.report import markdown
 from cambio.upgrade.shadow import Shadow
 
@@ -53,6 +55,7 @@ CATCH_UP_S = 30.0  # how long a cutover waits for the shadow to come close befor
 CLOSE_ENOUGH = 1_000  # commands behind at which a cutover may pause
 PAUSE_TIMEOUT_S = 5.0  # the longest a cutover keeps intake paused before giving up
 POLICIES = ("rollback", "cancel_only")
+IDLE = ("idle", "rehearsing", "completed", "rolled_back", "aborted")  # a new upgrade may start
 
 
 class UpgradeRefused(Exception):
@@ -70,9 +73,11 @@ class UpgradeManager:
     cutover: dict[str, Any] | None = None  # the last cutover's figures
     rollback: dict[str, Any] | None = None
     report: str | None = None  # path of the shadow's divergence report
+    rehearsing: dict[str, Any] | None = None  # the last rehearsal reported: progress, ETA
     history: list[dict[str, Any]] = field(default_factory=list)
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
 
     # ------------------------------------------------------------------ reading
     def status(self) -> dict[str, Any]:
@@ -86,6 +91,7 @@ class UpgradeManager:
             "cutover": self.cutover,
             "rollback": self.rollback,
             "report": self.report,
+            "rehearsal": self.rehearsing,
             "history": self.history,
             "shadow": None,
         }
@@ -96,6 +102,8 @@ class UpgradeManager:
                 "state": s.state,
                 "applied_seq": s.applied_seq,
                 "lag": self.shadow.lag(seq.applied_seq),
+                "following_since": self.shadow.following_since,
+                "start_timings_s": self.shadow.timings,
                 "declared": s.declared,
                 "divergence": _divergence(s.divergence),
                 "error": s.error,
@@ -103,27 +111,57 @@ class UpgradeManager:
         return out
 
     # ------------------------------------------------------------------ steps
+    async def rehearsal(self, report: dict[str, Any]) -> dict[str, Any]:
+        """`cambio upgrade rehearse` reporting on a rehearsal it runs beside this server:
+        "started" and "finished" are journaled (phase rehearsing), "progress" (done,
+        total, rate, eta_s) only shown in the status."""
+        kind = report.get("state")
+        if kind not in ("started", "progress", "finished"):
+            raise UpgradeRefused("a rehearsal report's state is started, progress or finished")
+        async with self._busy:
+            if kind == "started":
+                if self.phase not in IDLE:
+                    raise UpgradeRefused(f"an upgrade is {self.phase}: finish it first")
+                self.rehearsing = dict(report)
+                await self._mark("rehearsing", report, str(report.get("candidate", "")))
+            elif self.phase != "rehearsing" or self.rehearsing is None:
+                raise UpgradeRefused("no rehearsal was reported as started")
+            else:
+                self.rehearsing |= report
+                if kind == "finished":
+                    await self._mark("rehearsing", report, str(self.rehearsing["candidate"]))
+            return self.status()
+
     async def start_shadow(self, path: str, from_snapshot: bool = True) -> dict[str, Any]:
         async with self._busy:
-            if self.phase not in ("idle", "completed", "rolled_back", "aborted"):
+            if self.phase not in IDLE:
                 raise UpgradeRefused(f"an upgrade is {self.phase}: abort or finish it first")
             loop = asyncio.get_running_loop()
+            asked = time.perf_counter()
             try:
                 candidate = await loop.run_in_executor(None, resolve, Path(path))
             except Exception as exc:
                 raise UpgradeRefused(str(exc)) from None
             changes = load(candidate.declared_changes())
-            start_seq, body = self._newest_snapshot() if from_snapshot else (0, None)
             seq = self.service.sequencer
             assert seq is not None
+            found = time.perf_counter()
+            start_seq, body = 0, None
+            if from_snapshot:  # a big snapshot takes a while to read: not on the loop
+                start_seq, body = await loop.run_in_executor(
+                    None, newest_snapshot, self.data, seq.applied_seq
+                )
+            read = time.perf_counter()
 
             def make_host() -> EngineHost:
                 return candidate.host(self.data.markets, body)
 
-            start_hash = None
-            if body is not None:  # judged by this build, off the loop
-                start_hash = await loop.run_in_executor(None, snapshot_state_hash, body)
+            start_hash: Future[str] | None = None
+            if body is not None:  # judged by this build while the candidate restores it
+                start_hash = self._pool.submit(snapshot_state_hash, body)
             shadow = Shadow(make_host, self.data.journal, start_seq, 0, {}, changes, start_hash)
+            shadow.timings |= {"find_candidate": round(found - asked, 3),
+                               "read_snapshot": round(read - found, 3)}  # fmt: skip
             shadow.on_divergence = lambda d: self._report(candidate, start_seq, body, d)
             # no await between these: the shadow's stream starts exactly after follow_from
             shadow.follow_from, shadow.known = seq.follow(shadow.push)
@@ -192,11 +230,13 @@ class UpgradeManager:
                     raise UpgradeRefused(
                         f"rollback impossible, the new engine stays: {exc}"
                     ) from None
-                self.service.switch_host(old).close()
+                replaced = self.service.switch_host(old)
                 self.shadow = None
             finally:
                 seq.resume()
             pause_ms = (time.perf_counter() - started) * 1000
+            # after the pause: a child process holding a big book takes a while to exit
+            await asyncio.get_running_loop().run_in_executor(None, replaced.close)
             # the journal's recent events are the new engine's: a snapshot now keeps a
             # restart from replaying them with the old one
             snap = await self.service.snapshot_now()
@@ -224,17 +264,9 @@ class UpgradeManager:
     def close(self) -> None:
         """At shutdown: let the shadow go (the primary is closed by the service)."""
         self._drop_shadow()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ pieces
-    def _newest_snapshot(self) -> tuple[int, bytes | None]:
-        store = SnapshotStore(self.data.snapshots)
-        for path in store.paths() if self.data.snapshots.exists() else []:
-            try:
-                return SnapshotStore.read(path)
-            except Exception:  # a damaged one: the next older will do
-                continue
-        return 0, None
-
     async def _until_close(self, shadow: Shadow) -> None:
         seq = self.service.sequencer
         assert seq is not None
@@ -340,10 +372,11 @@ class UpgradeManager:
     async def _fail(self, reason: str) -> None:
         await self._mark("aborted", {"reason": reason})
 
-    async def _mark(self, phase: str, detail: dict[str, Any]) -> None:
+    async def _mark(self, phase: str, detail: dict[str, Any], label: str | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self.phase = phase
-        label = str(self.candidate.path) if self.candidate else ""
+        if label is None:
+            label = str(self.candidate.path) if self.candidate else ""
         text = json.dumps(detail, sort_keys=True)
         self.history.append({"phase": phase, "at": time.time(), "detail": detail})
         await self.service.execute(MarkUpgrade(phase=phase, candidate=label, detail=text))

@@ -21,15 +21,16 @@ the cutover ETA derived from it says what it rests on (cambio.upgrade.eta).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from cambio.engine import Exchange
-from cambio.engine.snapshot import Snapshot
+from cambio.engine.snapshot import Snapshot, snapshot_state_hash
 from cambio.journal.segments import Journal
 from cambio.journal.snapshots import SnapshotStore
 from cambio.model.commands import Command
@@ -40,7 +41,7 @@ from cambio.ops.invariants import Flows, check
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost, InProcessHost
 from cambio.runtime.replay import Mismatch, Replayer
-from cambio.upgrade.candidate import Candidate
+from cambio.upgrade.candidate import Candidate, resolve
 from cambio.upgrade.changes import Change, explain, load
 from cambio.upgrade.eta import Eta, estimate
 
@@ -108,11 +109,13 @@ def rehearse(
     """Rehearse `candidate` on the journal in `data` (see the module docstring)."""
     config = data.config()
     changes = load(candidate.declared_changes())
-    snapshots = SnapshotStore(data.snapshots).paths() if data.snapshots.exists() else []
     journal = Journal(data.journal, readonly=True)
-    start_seq, start = 0, None
-    if from_snapshot:
-        start_seq, start = _newest_snapshot(snapshots, journal.outputs_through)
+    # production's newest intact snapshot this read of the journal covers (beside a live
+    # server a newer one may appear meanwhile); the time to read it counts in the ETA
+    read_started = time.perf_counter()
+    newest_seq, newest = newest_snapshot(data, journal.outputs_through)
+    read_s = time.perf_counter() - read_started
+    start_seq, start = (newest_seq, newest) if from_snapshot else (0, None)
     result = Rehearsal(candidate, start_seq, journal.last_seq)
     result.declared = {c.name: Declared(c) for c in changes}
     if journal.outputs_through < journal.last_seq:
@@ -142,9 +145,8 @@ def rehearse(
     try:
         replayer = Replayer(journal, host, start_seq, on_applied=count, on_mismatch=judge)
         # from genesis, stop by production's newest snapshot to compare state hashes
-        checkpoint = _checkpoint(snapshots, journal.last_seq) if not from_snapshot else None
-        if checkpoint is not None:
-            seq, expected = checkpoint(config)
+        if newest is not None and not from_snapshot:
+            seq, expected = newest_seq, snapshot_state_hash(newest)
             replayer.run(until=seq, progress=progress)
             declared = sum(d.count for d in result.declared.values())
             if replayer.stopped is None and host.state_hash() != expected:
@@ -161,12 +163,13 @@ def rehearse(
         if replayer.stopped is not None:
             result.divergence = _divergence(journal, replayer.stopped)
         else:
-            hash_started = time.perf_counter()
             result.state_hash = host.state_hash()
-            hash_seconds = time.perf_counter() - hash_started
             _check_invariants(host, flows, config, result)
-            newest = _newest_snapshot(snapshots, journal.outputs_through)[0]
-            result.eta = estimate(journal, replayer.rate, newest, hash_seconds)
+            round_trip = _round_trip(host)
+            start_s, problem = _start(candidate, data, newest)
+            if problem:
+                result.problems.append(problem)
+            result.eta = estimate(journal, replayer.rate, newest_seq, read_s + start_s, round_trip)
     finally:
         host.close()
     if result.divergence is not None:
@@ -181,22 +184,46 @@ def rehearse(
 
 
 # ---------------------------------------------------------------------- helpers
-def _newest_snapshot(paths: list[Any], max_seq: int) -> tuple[int, bytes | None]:
-    for path in paths:  # newest first
-        seq, body = SnapshotStore.read(path)
-        if seq <= max_seq:
-            return seq, body
-    return 0, None
+def newest_snapshot(data: DataDir, max_seq: int) -> tuple[int, bytes | None]:
+    """(seq, body) of production's newest intact snapshot at or below `max_seq`;
+    (0, None) when there is none."""
+    seq, body, _ = SnapshotStore(data.snapshots).load(lambda b: b, max_seq)
+    return seq, body
 
 
-def _checkpoint(
-    paths: list[Any], last_seq: int
-) -> Callable[[MarketConfig], tuple[int, str]] | None:
-    for path in paths:
-        seq, body = SnapshotStore.read(path)
-        if seq <= last_seq:
-            return lambda config: (seq, Exchange.restore(config, body).state_hash())
-    return None
+def _round_trip(host: EngineHost) -> float:
+    """The best of a few round trips to the candidate (a chain request)."""
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        host.chain()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _start(candidate: Candidate, data: DataDir, body: bytes | None) -> tuple[float, str]:
+    """How long a shadow of the candidate takes to start from snapshot `body`, doing what
+    the server does (cambio.upgrade.manager): find the build, restore the snapshot in the
+    candidate while this build hashes its state document, compare, open the journal; a
+    fresh process from genesis when there is no snapshot. Also what is wrong with the
+    restored state, if anything (a restore bug shows here even from genesis)."""
+    started = time.perf_counter()
+    resolve(candidate.path)
+    problem = ""
+    with ThreadPoolExecutor(1) as pool:
+        expected = pool.submit(snapshot_state_hash, body) if body is not None else None
+        host = candidate.host(data.markets, body)
+        try:
+            if expected is not None and (got := host.state_hash()) != expected.result():
+                problem = (
+                    f"restoring production's newest snapshot gives a state hashing to {got}, "
+                    f"the snapshot's own state hashes to {expected.result()}: a shadow or "
+                    "cutover starting from it would be refused"
+                )
+            Journal(data.journal, readonly=True)
+            return time.perf_counter() - started, problem
+        finally:
+            host.close()
 
 
 def _flows_before(journal: Journal, start_seq: int) -> Flows:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +64,10 @@ class Shadow:
     follow_from: int  # the hook delivers every batch after this seq
     known: dict[int, list[Event]]  # primary's events the journal may not hold yet
     changes: list[Change] = field(default_factory=list)
-    start_hash: str | None = None  # the state hash `make_host`'s engine must report
+    # the state hash `make_host`'s engine must report (a future: computed meanwhile)
+    start_hash: Future[str] | None = None
+    following_since: float | None = None  # wall time it caught up (time.time())
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per start step
     stop_on_divergence: bool = True  # False after a cutover: keep the old engine current
     on_divergence: Callable[[Divergence], None] | None = None  # called from the thread
     host: EngineHost | None = None
@@ -133,17 +138,26 @@ class Shadow:
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         try:
+            step = time.perf_counter()
             self.host = self.make_host()
-            if self.start_hash is not None and self.host.state_hash() != self.start_hash:
-                # a restore that loses state (which events may show only much later)
-                self.state = "diverged"
-                self.error = (
-                    f"its state after restoring the snapshot at seq {self.start_seq} hashes to "
-                    f"{self.host.state_hash()}, the snapshot to {self.start_hash}"
-                )
-                return
+            step = self._took("restore", step)
+            if self.start_hash is not None:
+                restored = self.host.state_hash()
+                step = self._took("state_hash", step)
+                expected = self.start_hash.result()
+                step = self._took("expected_hash_wait", step)
+                if restored != expected:
+                    # a restore that loses state (which events may show only much later)
+                    self.state = "diverged"
+                    self.error = (
+                        f"its state after restoring the snapshot at seq {self.start_seq} "
+                        f"hashes to {restored}, the snapshot to {expected}"
+                    )
+                    return
             if not self._catch_up():
                 return
+            self._took("catch_up", step)
+            self.following_since = time.time()
             self.state = "following"
             while (batch := self._queue.get()) is not None:
                 cmds, results = batch
@@ -158,6 +172,11 @@ class Shadow:
             kept = self._release and self.state in ("following", "diverged")
             if self.host is not None and not kept:
                 self.host.close()
+
+    def _took(self, what: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[what] = round(now - since, 3)
+        return now
 
     def _catch_up(self) -> bool:
         """Replay the journal up to `follow_from`, compared with what it recorded and
