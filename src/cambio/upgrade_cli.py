@@ -30,6 +30,7 @@ def upgrade() -> None:
     The procedure (docs/runbook-upgrade.md):
       1. cambio upgrade rehearse   replay production's journal through the
                                    candidate, compare every event (offline)
+         cambio upgrade schedule   announce the window with the measured ETA
       2. cambio upgrade shadow     the candidate follows the live exchange
       3. cambio upgrade cutover    switch the primary in a pause of milliseconds
       4. cambio upgrade complete   or: cambio upgrade rollback
@@ -179,6 +180,18 @@ def _admin(data_dir: Path) -> Any:
 
 def _show(status: dict[str, Any]) -> None:
     click.echo(json.dumps(status, indent=2))
+
+
+@upgrade.command(short_help="Announce the cutover window, after a clean rehearsal.")
+@DATA_OPTION
+@click.option("--at", "at", required=True, help="When: an ISO time with its zone, e.g. "
+              "2026-12-01T02:00Z.")  # fmt: skip
+@click.option("--note", default="", help="A line for the announcement.")
+def schedule(data_dir: Path, at: str, note: str) -> None:
+    """Journal phase `scheduled`: the window's start, and its expected length from the
+    last clean rehearsal run beside this server (the cutover ETA, with its basis), for
+    the status page to announce."""
+    _show(_admin(data_dir).call("/v1/upgrade/schedule", {"at": at, "note": note}))
 
 
 @upgrade.command(short_help="Have a candidate follow the live exchange, comparing events.")

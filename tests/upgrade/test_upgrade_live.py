@@ -113,6 +113,12 @@ def test_0_a_rehearsal_beside_the_server_is_announced_with_its_eta(live: dict[st
     assert rehearsal["verdict"] == "clean" and rehearsal["cutover_eta_s"] > 0
     assert rehearsal["candidate"] == str(checkout) and "Basis" not in rehearsal["basis"]
     assert [h["phase"] for h in now["history"]] == ["rehearsing", "rehearsing"]
+    code, err = upgrade(live["data"], "schedule", "--at", "2026-12-01T02:00")
+    assert code == 1 and "time zone" in err
+    code, out = upgrade(live["data"], "schedule", "--at", "2026-12-01T02:00Z", "--note", "v2")
+    assert code == 0 and out["phase"] == "scheduled", out
+    assert out["scheduled"]["at"] == "2026-12-01T02:00:00+00:00"
+    assert out["scheduled"]["expected_s"] == rehearsal["cutover_eta_s"]
 
 
 def test_1_an_unmodified_candidate_takes_over_in_a_measured_pause(live: dict[str, Any]) -> None:

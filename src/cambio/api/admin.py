@@ -22,6 +22,7 @@
                              divergence, last cutover and rollback (cambio.upgrade.manager)
     POST /v1/upgrade/rehearsal  {"state": started|progress|finished, ...}: a rehearsal
                              run beside this server reports (cambio upgrade rehearse)
+    POST /v1/upgrade/schedule  {"at": ISO time, "note"}: announce the cutover window
     POST /v1/upgrade/shadow  {"candidate": path, "from": "snapshot"|"genesis"}
     POST /v1/upgrade/cutover {"policy": "rollback"|"cancel_only"}
     POST /v1/upgrade/rollback {"reason"}   POST /v1/upgrade/complete
@@ -277,6 +278,12 @@ def admin_app(
     async def upgrade_status(request: Request) -> dict[str, Any]:
         return manager().status()
 
+    async def upgrade_schedule(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        if not isinstance(body.get("at"), str):
+            raise AdminError("give at: an ISO time with its zone")
+        return await manager().schedule(body["at"], str(body.get("note") or ""))
+
     async def upgrade_shadow(request: Request) -> dict[str, Any]:
         body = await body_of(request)
         start = body.get("from", "snapshot")
@@ -330,6 +337,7 @@ def admin_app(
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
             Route("/v1/upgrade", endpoint(upgrade_status), methods=["GET"]),
             Route("/v1/upgrade/rehearsal", endpoint(upgrade_rehearsal), methods=["POST"]),
+            Route("/v1/upgrade/schedule", endpoint(upgrade_schedule), methods=["POST"]),
             Route("/v1/upgrade/shadow", endpoint(upgrade_shadow), methods=["POST"]),
             Route("/v1/upgrade/cutover", endpoint(upgrade_cutover), methods=["POST"]),
             Route("/v1/upgrade/rollback", endpoint(upgrade_rollback), methods=["POST"]),

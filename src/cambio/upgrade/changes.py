@@ -19,6 +19,7 @@ fields that carries into too: the rule is deliberately literal.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -75,3 +76,34 @@ def explain(m: Mismatch, changes: list[Change]) -> Change | None:
         if all(kind in change.events and diff <= set(change.fields) for kind, diff in differing):
             return change
     return None
+
+
+@dataclass
+class Declared:
+    """How often a declared change accounted for a difference, and where first."""
+
+    change: Change
+    count: int = 0
+    first: Mismatch | None = None
+
+
+class Judge:
+    """A replay's mismatch judge: counts the mismatches a declared change accounts for
+    (go on) and refuses the others (stop)."""
+
+    def __init__(self, changes: list[Change]) -> None:
+        self.changes = changes
+        self.declared = {c.name: Declared(c) for c in changes}
+
+    def __call__(self, m: Mismatch) -> bool:
+        change = explain(m, self.changes)
+        if change is None:
+            return False
+        declared = self.declared[change.name]
+        declared.count += 1
+        declared.first = declared.first or m
+        return True
+
+    @property
+    def total(self) -> int:
+        return sum(d.count for d in self.declared.values())

@@ -3,12 +3,14 @@
 Phases (each transition a journaled `MarkUpgrade` command, so the record says which
 engine produced which events, and status pages can follow without anyone typing):
 
-    idle -> (rehearsing) -> shadowing -> in_progress -> verifying -> completed
+    idle -> (rehearsing -> scheduled) -> shadowing -> in_progress -> verifying -> completed
                  |             |             `-> rolled_back (by hand, or on divergence)
                  `-> aborted   `-> aborted (a check failed: the old engine stays primary)
 
 * **rehearsing**: `cambio upgrade rehearse` beside a running server reports its start,
   progress (with the rehearsal's own ETA) and verdict (with the cutover ETA and basis).
+* **scheduled**: the operator announces the window (`cambio upgrade schedule --at`),
+  with the clean rehearsal's cutover ETA as its expected length.
 * **shadow**: the candidate starts from production's newest snapshot in its own process
   and follows the live stream (cambio.upgrade.shadow). Its first divergence is written
   as a rehearsal report and makes cutover refuse.
@@ -43,6 +45,7 @@ from cambio.engine.snapshot import snapshot_state_hash
 from cambio.model.commands import MarkUpgrade, SetMarketMode
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost
+from cambio.runtime.host_protocol import ProtocolError
 from cambio.runtime.service import ExchangeService
 from cambio.upgrade.candidate import Candidate, resolve
 from cambio.upgrade.changes import load
@@ -55,7 +58,8 @@ CATCH_UP_S = 30.0  # how long a cutover waits for the shadow to come close befor
 CLOSE_ENOUGH = 1_000  # commands behind at which a cutover may pause
 PAUSE_TIMEOUT_S = 5.0  # the longest a cutover keeps intake paused before giving up
 POLICIES = ("rollback", "cancel_only")
-IDLE = ("idle", "rehearsing", "completed", "rolled_back", "aborted")  # a new upgrade may start
+# phases from which an upgrade may go on to shadowing
+IDLE = ("idle", "rehearsing", "scheduled", "completed", "rolled_back", "aborted")
 
 
 class UpgradeRefused(Exception):
@@ -74,6 +78,7 @@ class UpgradeManager:
     rollback: dict[str, Any] | None = None
     report: str | None = None  # path of the shadow's divergence report
     rehearsing: dict[str, Any] | None = None  # the last rehearsal reported: progress, ETA
+    scheduled: dict[str, Any] | None = None  # the announced window
     history: list[dict[str, Any]] = field(default_factory=list)
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -92,6 +97,7 @@ class UpgradeManager:
             "rollback": self.rollback,
             "report": self.report,
             "rehearsal": self.rehearsing,
+            "scheduled": self.scheduled,
             "history": self.history,
             "shadow": None,
         }
@@ -130,6 +136,34 @@ class UpgradeManager:
                 self.rehearsing |= report
                 if kind == "finished":
                     await self._mark("rehearsing", report, str(self.rehearsing["candidate"]))
+            return self.status()
+
+    async def schedule(self, at: str, note: str) -> dict[str, Any]:
+        """Announce a cutover window (journaled phase scheduled): when, and for how long by
+        the last clean rehearsal's ETA, with its basis, for the status page to show."""
+        async with self._busy:
+            rehearsal = self.rehearsing or {}
+            if self.phase not in IDLE or rehearsal.get("verdict") != "clean":
+                raise UpgradeRefused(
+                    "schedule after a clean rehearsal run beside this server "
+                    "(cambio upgrade rehearse --data DIR --candidate PATH)"
+                )
+            try:
+                start = datetime.fromisoformat(at)
+            except ValueError:
+                raise UpgradeRefused(
+                    f"--at {at!r}: give an ISO time, e.g. 2026-12-01T02:00Z"
+                ) from None
+            if start.tzinfo is None:
+                raise UpgradeRefused(f"--at {at!r}: give the time zone (Z or +hh:mm)")
+            detail = {
+                "at": start.astimezone(UTC).isoformat(),
+                "expected_s": rehearsal.get("cutover_eta_s"),
+                "basis": rehearsal.get("basis"),
+                "note": note,
+            }
+            await self._mark("scheduled", detail, str(rehearsal.get("candidate", "")))
+            self.scheduled = detail
             return self.status()
 
     async def start_shadow(self, path: str, from_snapshot: bool = True) -> dict[str, Any]:
@@ -199,10 +233,10 @@ class UpgradeManager:
                     )
                 self.service.switch_host(new)
                 self.shadow = self._warm(old, target)
-            except _Abort as exc:
+            except (_Abort, ProtocolError) as exc:  # ProtocolError: the candidate died
                 seq.resume()
                 self._drop_shadow()
-                await self._fail(str(exc))
+                await self._mark("aborted", {"reason": str(exc)})
                 raise UpgradeRefused(
                     f"cutover aborted, the old engine stays primary: {exc}"
                 ) from None
@@ -368,9 +402,6 @@ class UpgradeManager:
             seq.after_batch.remove(shadow.push)
         shadow.stop()
         self.shadow = None
-
-    async def _fail(self, reason: str) -> None:
-        await self._mark("aborted", {"reason": reason})
 
     async def _mark(self, phase: str, detail: dict[str, Any], label: str | None = None) -> None:
         self._loop = asyncio.get_running_loop()

@@ -42,7 +42,7 @@ from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost, InProcessHost
 from cambio.runtime.replay import Mismatch, Replayer
 from cambio.upgrade.candidate import Candidate, resolve
-from cambio.upgrade.changes import Change, explain, load
+from cambio.upgrade.changes import Declared, Judge, load
 from cambio.upgrade.eta import Eta, estimate
 
 BOOK_LEVELS = 5  # levels a side shown around a divergence
@@ -67,13 +67,6 @@ class Divergence:
     recorded: list[Event]
     replayed: list[Event]
     context: Context | None = None
-
-
-@dataclass
-class Declared:
-    change: Change
-    count: int = 0
-    first: Mismatch | None = None
 
 
 @dataclass
@@ -117,7 +110,8 @@ def rehearse(
     read_s = time.perf_counter() - read_started
     start_seq, start = (newest_seq, newest) if from_snapshot else (0, None)
     result = Rehearsal(candidate, start_seq, journal.last_seq)
-    result.declared = {c.name: Declared(c) for c in changes}
+    judge = Judge(changes)
+    result.declared = judge.declared
     if journal.outputs_through < journal.last_seq:
         result.notes.append(
             f"production has not recorded the events of seq {journal.outputs_through + 1}.."
@@ -125,15 +119,6 @@ def rehearse(
         )
     if total is not None:
         total(journal.last_seq - start_seq)
-
-    def judge(m: Mismatch) -> bool:
-        change = explain(m, changes)
-        if change is None:
-            return False
-        declared = result.declared[change.name]
-        declared.count += 1
-        declared.first = declared.first or m
-        return True
 
     flows = _flows_before(journal, start_seq)
 
@@ -148,7 +133,7 @@ def rehearse(
         if newest is not None and not from_snapshot:
             seq, expected = newest_seq, snapshot_state_hash(newest)
             replayer.run(until=seq, progress=progress)
-            declared = sum(d.count for d in result.declared.values())
+            declared = judge.total
             if replayer.stopped is None and host.state_hash() != expected:
                 differs = (
                     f"state hash at seq {seq} is {host.state_hash()}, production's snapshot "

@@ -35,8 +35,8 @@ from cambio.model.commands import Command
 from cambio.model.events import Event
 from cambio.runtime.host import EngineHost
 from cambio.runtime.replay import Mismatch, Replayer
-from cambio.upgrade.changes import Change, explain
-from cambio.upgrade.rehearse import Declared, Divergence
+from cambio.upgrade.changes import Change, Judge
+from cambio.upgrade.rehearse import Divergence
 
 log = logging.getLogger("cambio.upgrade.shadow")
 MAX_QUEUED = 1_000_000  # commands a shadow may fall behind before it gives up
@@ -75,15 +75,14 @@ class Shadow:
     applied_seq: int = 0
     divergence: Divergence | None = None
     error: str | None = None
-    declared: dict[str, Declared] = field(default_factory=dict)
+    judge: Judge = field(init=False)
     _queue: queue.Queue[Batch | None] = field(default_factory=queue.Queue)
-    _queued: int = 0
     _thread: threading.Thread | None = None
     _release: bool = False  # detach: leave the host open for whoever takes it
 
     def __post_init__(self) -> None:
         self.applied_seq = self.start_seq
-        self.declared = {c.name: Declared(c) for c in self.changes}
+        self.judge = Judge(self.changes)
 
     # ------------------------------------------------------------------ the primary's side
     def start(self) -> None:
@@ -96,17 +95,16 @@ class Shadow:
             self.state == "diverged" and self.stop_on_divergence
         ):
             return  # nobody will apply it
-        if self._queued + len(cmds) > MAX_QUEUED:
+        if cmds[-1].seq - self.applied_seq > MAX_QUEUED:  # applied_seq: the thread's
             self.state, self.error = "failed", f"fell more than {MAX_QUEUED:,} commands behind"
             return
-        self._queued += len(cmds)
         self._queue.put((cmds, results))
 
     def lag(self, primary_seq: int) -> int:
         return max(0, primary_seq - self.applied_seq)
 
     def status(self) -> ShadowStatus:
-        counts = {name: d.count for name, d in self.declared.items()}
+        counts = {name: d.count for name, d in self.judge.declared.items()}
         return ShadowStatus(self.state, self.applied_seq, counts, self.divergence, self.error)
 
     def stop(self) -> None:
@@ -160,9 +158,7 @@ class Shadow:
             self.following_since = time.time()
             self.state = "following"
             while (batch := self._queue.get()) is not None:
-                cmds, results = batch
-                self._queued -= len(cmds)
-                self._follow(cmds, results)
+                self._follow(*batch)
                 if self.state == "diverged" and self.stop_on_divergence:
                     break
         except Exception as exc:
@@ -184,7 +180,7 @@ class Shadow:
         self.state = "catching_up"
         assert self.host is not None
         journal = Journal(self.journal_dir, readonly=True)
-        replayer = Replayer(journal, self.host, self.start_seq, on_mismatch=self._judge)
+        replayer = Replayer(journal, self.host, self.start_seq, on_mismatch=self.judge)
         replayer.run(until=self.follow_from)
         if replayer.stopped is not None:
             self._diverged(replayer.stopped, next(journal.commands(replayer.stopped.seq)))
@@ -200,7 +196,7 @@ class Shadow:
             if want is None or _encoder.encode(want) == _encoder.encode(pending[seq]):
                 continue
             m = Mismatch(seq, want, pending[seq])
-            if not self._judge(m):
+            if not self.judge(m):
                 self._diverged(m, next(journal.commands(seq)))
                 return False
         return True
@@ -219,18 +215,9 @@ class Shadow:
         for (cmd, want), got in zip(fresh, mine, strict=True):
             if _encoder.encode(want) != _encoder.encode(got):
                 m = Mismatch(cmd.seq, list(want), list(got))
-                if not self._judge(m):
+                if not self.judge(m):
                     self._diverged(m, cmd)
                     return
-
-    def _judge(self, m: Mismatch) -> bool:
-        change = explain(m, self.changes)
-        if change is None:
-            return False
-        declared = self.declared[change.name]
-        declared.count += 1
-        declared.first = declared.first or m
-        return True
 
     def _diverged(self, m: Mismatch, cmd: Command) -> None:
         self.divergence = Divergence(m.seq, cmd, m.recorded, m.replayed)
