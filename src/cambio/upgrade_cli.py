@@ -63,7 +63,7 @@ def upgrade() -> None:
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the Markdown report here. [default: DATA/rehearsals/<time>.md]",
+    help="Write the Markdown report here. [default: DATA/rehearsals/<time>-<from>.md]",
 )
 def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | None) -> None:
     """Replay the production journal through CANDIDATE and compare every event.
@@ -116,7 +116,11 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
         raise CannotRehearse(f"the candidate engine failed: {exc}") from None
     if report_path is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        report_path = data.root / "rehearsals" / f"{stamp}.md"
+        report_path = data.root / "rehearsals" / f"{stamp}-{start}.md"
+        n = 1
+        while report_path.exists():  # two rehearsals in one second keep both reports
+            n += 1
+            report_path = report_path.with_name(f"{stamp}-{start}-{n}.md")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown(result))
     server.finished(result, report_path)

@@ -110,6 +110,8 @@ def rehearse(
     read_s = time.perf_counter() - read_started
     start_seq, start = (newest_seq, newest) if from_snapshot else (0, None)
     result = Rehearsal(candidate, start_seq, journal.last_seq)
+    if from_snapshot and newest is None:
+        result.notes.append("production has no snapshot yet: the candidate started from genesis")
     judge = Judge(changes)
     result.declared = judge.declared
     if journal.outputs_through < journal.last_seq:
