@@ -14,9 +14,11 @@ command's events are compared with those production recorded:
   context comes from a second replay up to the command, paid only when something is wrong.
 
 A clean run also checks the candidate's state: the invariants (cambio.ops.invariants, read
-from the candidate's own snapshot document, so this build judges it) and, when it started
-from genesis, its state hash at production's newest snapshot. Replay speed is measured;
-the cutover ETA derived from it says what it rests on (cambio.upgrade.eta).
+from the candidate's own snapshot document, so this build judges it); when it started
+from genesis, its state hash at production's newest snapshot; and that restoring that
+snapshot in the candidate gives the snapshot's own state (what a shadow starts from).
+Replay speed and start time are measured; the cutover ETA derived from them says what it
+rests on (cambio.upgrade.eta).
 """
 
 from __future__ import annotations
