@@ -72,8 +72,10 @@ from cambio.model.commands import (
     CreatePromotion,
     Deposit,
     EndPromotion,
+    Halt,
     MarkUpgrade,
     RequestWithdrawal,
+    Resume,
     ReturnWithdrawal,
     SetFunding,
     SetGlobalMode,
@@ -132,6 +134,8 @@ TIFS = frozenset({GTC, IOC, GTD, FOK})
 TIMER_EXPIRY = 0
 TIMER_DMS = 1
 TIMER_PROMO = 2
+TIMER_STAGE = 3  # the next step of a staged reopening
+MAX_STAGE_S = 7 * 86_400
 
 
 class Rejected(Exception):
@@ -187,6 +191,8 @@ class Exchange:
         self.supply = [0] * len(config.assets)  # per asset: deposits - withdrawals (derived)
         self.promos: dict[str, Promotion] = {}
         self.timers: list[tuple[int, int, int, str]] = []  # (ts, kind, int key, str key)
+        self.stages: list[tuple[int, str]] = []  # a staged reopening's next (ts, mode)
+        self.stage_reason = ""
         self.volume_accounts: set[int] = set()
         self.next_order_id = 1
         self.next_trade_id = 1
@@ -214,6 +220,8 @@ class Exchange:
             SetMarketMode: self._set_market_mode,
             SetGlobalMode: self._set_global_mode,
             SetFunding: self._set_funding,
+            Halt: self._halt,
+            Resume: self._resume,
             CreatePromotion: self._create_promo,
             EndPromotion: self._end_promo,
             MarkUpgrade: self._mark_upgrade,
@@ -490,7 +498,7 @@ class Exchange:
     def _fire_timers(self) -> None:
         timers = self.timers
         while timers and timers[0][0] <= self.ts:
-            ts, kind, key, _skey = heappop(timers)
+            ts, kind, key, skey = heappop(timers)
             if kind == TIMER_EXPIRY:
                 o = self.orders.get(key)
                 if o is not None and o.expire_ts == ts:
@@ -499,6 +507,10 @@ class Exchange:
                 a = self.accounts.get(key)
                 if a is not None and a.dms_ts == ts:
                     self._fire_dms(a)
+            elif kind == TIMER_STAGE:
+                if self.stages and self.stages[0] == (ts, skey):
+                    self.stages.pop(0)
+                    self._global_mode(skey, "staged reopening: " + self.stage_reason)
             else:
                 self._refresh_promos()
 
@@ -1454,9 +1466,43 @@ class Exchange:
     def _set_global_mode(self, cmd: SetGlobalMode) -> None:
         if cmd.mode not in MODE_RANK:
             raise Rejected(E.INVALID_ARGUMENTS + ":mode")
-        self.global_mode = cmd.mode
-        self._out.append(GlobalModeChanged(mode=cmd.mode, reason=cmd.reason))
+        self.stages = []  # the operator takes over from a staged reopening
+        self._global_mode(cmd.mode, cmd.reason)
+
+    def _global_mode(self, mode: str, reason: str) -> None:
+        self.global_mode = mode
+        self._out.append(GlobalModeChanged(mode=mode, reason=reason))
         self._fire_overdue_dms()
+
+    def _halt(self, cmd: Halt) -> None:
+        self.stages = []
+        self._global_mode(MAINTENANCE, cmd.reason)
+        for spec in self.config.assets:
+            if self.withdrawals_on[spec.index]:
+                self.withdrawals_on[spec.index] = False
+                self._out.append(
+                    FundingChanged(
+                        asset=spec.index,
+                        deposits=self.deposits_on[spec.index],
+                        withdrawals=False,
+                        reason=cmd.reason,
+                    )
+                )
+
+    def _resume(self, cmd: Resume) -> None:
+        if not cmd.staged:
+            self.stages = []
+            self._global_mode(ONLINE, cmd.reason)
+            return
+        if not (0 <= cmd.cancel_only_s <= MAX_STAGE_S and 0 <= cmd.post_only_s <= MAX_STAGE_S):
+            raise Rejected(E.INVALID_ARGUMENTS + ":stage duration")
+        post_only_at = self.ts + cmd.cancel_only_s * 1_000_000_000
+        online_at = post_only_at + cmd.post_only_s * 1_000_000_000
+        self.stages = [(post_only_at, POST_ONLY), (online_at, ONLINE)]
+        self.stage_reason = cmd.reason
+        for ts, mode in self.stages:
+            self._push_timer(ts, TIMER_STAGE, 0, mode)
+        self._global_mode(CANCEL_ONLY, cmd.reason)
 
     def _mark_upgrade(self, cmd: MarkUpgrade) -> None:
         if cmd.phase not in UPGRADE_PHASES:

@@ -22,6 +22,7 @@ from cambio.engine.exchange import (
     TIMER_DMS,
     TIMER_EXPIRY,
     TIMER_PROMO,
+    TIMER_STAGE,
     Exchange,
     Withdrawal,
 )
@@ -132,6 +133,8 @@ class StateDoc(msgspec.Struct):
     withdrawals: list[WithdrawalDoc]  # pending, ascending ref
     funding_refs: list[str]  # sorted
     promotions: list[PromotionDoc]  # ascending id
+    stages: list[tuple[int, str]] = []  # a staged reopening's next steps: (ts, global mode)
+    stage_reason: str = ""
 
 
 class Snapshot(msgspec.Struct):
@@ -225,6 +228,8 @@ def state_doc(ex: Exchange) -> StateDoc:
             )
             for _, p in sorted(ex.promos.items())
         ],
+        stages=list(ex.stages),
+        stage_reason=ex.stage_reason,
     )
 
 
@@ -356,3 +361,7 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
                 heappush(ex.timers, (pd.start_ts, TIMER_PROMO, 0, pd.promo_id))
             heappush(ex.timers, (pd.end_ts, TIMER_PROMO, 0, pd.promo_id))
     ex._assign_promos()
+    ex.stages = [(ts, mode) for ts, mode in doc.stages]
+    ex.stage_reason = doc.stage_reason
+    for ts, mode in ex.stages:
+        heappush(ex.timers, (ts, TIMER_STAGE, 0, mode))

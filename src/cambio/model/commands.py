@@ -206,6 +206,26 @@ class SetGlobalMode(Command, tag="set_global_mode"):
     reason: str = ""
 
 
+class Halt(Command, tag="halt"):
+    """Stop the exchange without losing anything: every market to maintenance (the
+    global mode), withdrawals of every asset off. Orders, balances and pending
+    withdrawals stay exactly as they are; a staged reopening in progress is dropped."""
+
+    reason: str = ""
+
+
+class Resume(Command, tag="resume"):
+    """Reopen after a halt: online at once, or `staged` as exchanges do after maintenance:
+    cancel_only for `cancel_only_s`, then post_only for `post_only_s`, then online (the
+    steps fire on the first command at or after their time). Withdrawals stay off until
+    the operator turns them on (SetFunding)."""
+
+    reason: str = ""
+    staged: bool = False
+    cancel_only_s: int = 300
+    post_only_s: int = 300
+
+
 class SetFunding(Command, tag="set_funding"):
     """Turn deposits and/or withdrawals of an asset on or off (None: unchanged)."""
 
@@ -272,6 +292,8 @@ AnyCommand = (
     | SetMarketMode
     | SetGlobalMode
     | SetFunding
+    | Halt
+    | Resume
     | CreatePromotion
     | EndPromotion
     | MarkUpgrade
