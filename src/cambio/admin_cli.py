@@ -62,7 +62,7 @@ TIER_HELP = (
 )
 
 
-@click.group(short_help="Operator commands for a running server (accounts, keys, funds).")
+@click.group(short_help="Operator commands for a running server (accounts, funds, modes).")
 @click.option(
     "--data",
     "data_dir",
@@ -85,6 +85,10 @@ def admin(ctx: click.Context, data_dir: Path) -> None:
       cambio admin address add alice XBT cold bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh
       cambio admin withdrawal list
       cambio admin withdrawal complete <refid> --txid <network txid>
+      cambio admin mode set cancel_only --pair XBTUSD --reason "price feed down"
+      cambio admin funding set XBT --withdrawals off --reason "wallet maintenance"
+      cambio admin halt --reason "engine upgrade"
+      cambio admin resume --staged --reason "upgrade done"
     """
     ctx.obj = data_dir
 
@@ -220,3 +224,88 @@ def key_create(data_dir: Path, account_ref: str, permissions: str) -> None:
 def key_revoke(data_dir: Path, api_key: str) -> None:
     """Revoke API_KEY at once."""
     _echo(Admin(data_dir).call("/v1/keys/revoke", {"api_key": api_key}))
+
+
+# ---------------------------------------------------------------------- controls
+REASON = click.option(
+    "--reason",
+    required=True,
+    help="Why, in a line: journaled with the change and shown on the status page.",
+)
+ON_OFF = click.Choice(["on", "off"])
+STAGE = click.IntRange(0, 7 * 86400)  # seconds a step of a staged reopening may last
+
+
+def _on(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+@admin.group()
+def mode() -> None:
+    """Trading modes: per market or for the whole exchange."""
+
+
+@mode.command("set")
+@click.argument("mode_name", metavar="MODE",
+                type=click.Choice(["online", "post_only", "limit_only", "cancel_only",
+                                   "maintenance"]))  # fmt: skip
+@click.option("--pair", help="A market (Kraken id or altname: XXBTZUSD or XBTUSD); without "
+              "it, the global mode, which every market follows when it is stricter.")  # fmt: skip
+@REASON
+@click.pass_obj
+def mode_set(data_dir: Path, mode_name: str, pair: str | None, reason: str) -> None:
+    """Set MODE: online, post_only (only post-only limit orders), limit_only,
+    cancel_only (only cancels), maintenance (nothing; orders stay)."""
+    body: dict[str, Any] = {"mode": mode_name, "reason": reason}
+    if pair is not None:
+        body["pair"] = pair
+    _echo(Admin(data_dir).call("/v1/mode", body))
+
+
+@admin.group()
+def funding() -> None:
+    """Deposits and withdrawals, per asset."""
+
+
+@funding.command("set")
+@click.argument("asset")
+@click.option("--deposits", type=ON_OFF, help="Accept deposits of ASSET or not.")
+@click.option("--withdrawals", type=ON_OFF, help="Allow withdrawals of ASSET or not.")
+@REASON
+@click.pass_obj
+def funding_set(
+    data_dir: Path, asset: str, deposits: str | None, withdrawals: str | None, reason: str
+) -> None:
+    """Turn deposits and/or withdrawals of ASSET (XBT or XXBT) on or off."""
+    if deposits is None and withdrawals is None:
+        raise click.UsageError("give --deposits and/or --withdrawals")
+    body = {"asset": asset, "deposits": _on(deposits), "withdrawals": _on(withdrawals),
+            "reason": reason}  # fmt: skip
+    _echo(Admin(data_dir).call("/v1/funding", body))
+
+
+@admin.command()
+@REASON
+@click.pass_obj
+def halt(data_dir: Path, reason: str) -> None:
+    """Stop the exchange in one journaled command: every market to maintenance,
+    withdrawals of every asset off. Every order, balance and pending withdrawal stays
+    exactly as it is. Undo with `resume`."""
+    _echo(Admin(data_dir).call("/v1/halt", {"reason": reason}))
+
+
+@admin.command()
+@click.option("--staged", is_flag=True, help="Reopen as after maintenance: cancel_only, then "
+              "post_only, then online.")  # fmt: skip
+@click.option("--cancel-only-for", "cancel_only_s", type=STAGE, default=300,
+              show_default=True, help="With --staged: seconds in cancel_only.")  # fmt: skip
+@click.option("--post-only-for", "post_only_s", type=STAGE, default=300,
+              show_default=True, help="With --staged: seconds in post_only.")  # fmt: skip
+@REASON
+@click.pass_obj
+def resume(data_dir: Path, staged: bool, cancel_only_s: int, post_only_s: int, reason: str) -> None:
+    """Reopen trading after a halt (online at once, or --staged). Withdrawals stay off
+    until turned on: `cambio admin funding set ASSET --withdrawals on --reason ...`."""
+    body = {"reason": reason, "staged": staged, "cancel_only_s": cancel_only_s,
+            "post_only_s": post_only_s}  # fmt: skip
+    _echo(Admin(data_dir).call("/v1/resume", body))

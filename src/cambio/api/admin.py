@@ -18,6 +18,12 @@
     POST /v1/keys/revoke     {"api_key"} -> {"revoked": bool}
     GET  /v1/state           applied seq, journal position, state hash, hash chain
     POST /v1/snapshot        take a snapshot now; its seq
+    POST /v1/mode            {"mode", "pair"?, "reason"}: a market's mode, or the global one
+    POST /v1/funding         {"asset", "deposits"?: bool, "withdrawals"?: bool, "reason"}
+    POST /v1/halt            {"reason"}: every market to maintenance, withdrawals off;
+                             orders, balances and pending withdrawals stay as they are
+    POST /v1/resume          {"reason", "staged"?, "cancel_only_s"?, "post_only_s"?}:
+                             online at once, or cancel_only -> post_only -> online
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
                              divergence, last cutover and rollback (cambio.upgrade.manager)
     POST /v1/upgrade/rehearsal  {"state": started|progress|finished, ...}: a rehearsal
@@ -57,11 +63,18 @@ from cambio.api.keys import (
 from cambio.api.kraken.history import History
 from cambio.api.kraken.limits import DEFAULT_TIER
 from cambio.model.commands import (
+    MAINTENANCE,
+    MODES,
     AnyCommand,
     Command,
     CompleteWithdrawal,
     Deposit,
+    Halt,
+    Resume,
     ReturnWithdrawal,
+    SetFunding,
+    SetGlobalMode,
+    SetMarketMode,
 )
 from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
@@ -270,6 +283,59 @@ def admin_app(
     async def snapshot(request: Request) -> dict[str, Any]:
         return {"seq": await service.snapshot_now()}
 
+    # ------------------------------------------------------------------ controls
+    def reason_of(body: dict[str, Any]) -> str:
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise AdminError("reason: say why, in a line the status page can show")
+        return reason.strip()
+
+    def switch(body: dict[str, Any], name: str) -> bool | None:
+        value = body.get(name)
+        if value is None or isinstance(value, bool):
+            return value
+        raise AdminError(f"{name}: true or false")
+
+    async def set_mode(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        mode, reason, pair = body.get("mode"), reason_of(body), body.get("pair")
+        if mode not in MODES:
+            raise AdminError(f"mode: one of {', '.join(MODES)}")
+        cmd: Command = (
+            SetGlobalMode(mode=mode, reason=reason)
+            if pair is None
+            else SetMarketMode(pair=str(pair), mode=mode, reason=reason)
+        )
+        return {"seq": await applied(cmd, "mode"), "mode": mode, "pair": pair}
+
+    async def set_funding(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        deposits, withdrawals = switch(body, "deposits"), switch(body, "withdrawals")
+        if deposits is None and withdrawals is None:
+            raise AdminError("turn deposits or withdrawals on or off")
+        cmd = SetFunding(asset=str(body.get("asset")), deposits=deposits,
+                         withdrawals=withdrawals, reason=reason_of(body))  # fmt: skip
+        return {"seq": await applied(cmd, "funding"), "asset": config.asset(cmd.asset).id,
+                "deposits": deposits, "withdrawals": withdrawals}  # fmt: skip
+
+    async def halt(request: Request) -> dict[str, Any]:
+        reason = reason_of(await body_of(request))
+        return {"seq": await applied(Halt(reason=reason), "halt"), "global_mode": MAINTENANCE}
+
+    async def resume(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        staged = switch(body, "staged") or False
+        durations = {}
+        for name in ("cancel_only_s", "post_only_s"):
+            value = body.get(name, 300)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise AdminError(f"{name}: whole seconds")
+            durations[name] = value
+        cmd = Resume(reason=reason_of(body), staged=staged, **durations)
+        seq = await applied(cmd, "resume")
+        return {"seq": seq, "staged": staged, **durations,
+                "global_mode": service.host.query("status")["global"]}  # fmt: skip
+
     def manager() -> UpgradeManager:
         if upgrades is None:
             raise AdminError("engine upgrades are not available on this server")
@@ -335,6 +401,10 @@ def admin_app(
             Route("/v1/keys/revoke", endpoint(revoke_key), methods=["POST"]),
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
+            Route("/v1/mode", endpoint(set_mode), methods=["POST"]),
+            Route("/v1/funding", endpoint(set_funding), methods=["POST"]),
+            Route("/v1/halt", endpoint(halt), methods=["POST"]),
+            Route("/v1/resume", endpoint(resume), methods=["POST"]),
             Route("/v1/upgrade", endpoint(upgrade_status), methods=["GET"]),
             Route("/v1/upgrade/rehearsal", endpoint(upgrade_rehearsal), methods=["POST"]),
             Route("/v1/upgrade/schedule", endpoint(upgrade_schedule), methods=["POST"]),
