@@ -124,6 +124,11 @@ def test_0_a_rehearsal_beside_the_server_is_announced_with_its_eta(live: dict[st
 def test_1_an_unmodified_candidate_takes_over_in_a_measured_pause(live: dict[str, Any]) -> None:
     shadow(live, None, "unmodified")
     wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow")
+    token = (live["data"] / "admin.token").read_text().strip()
+    scraped = httpx.get(live["admin_url"] + "/metrics",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30).text  # fmt: skip
+    assert 'cambio_upgrade_phase{phase="shadowing"} 1.0' in scraped
+    assert "cambio_upgrade_shadow_diverged 0.0" in scraped
     code, out = upgrade(live["data"], "cutover")
     assert code == 0, out
     assert out["phase"] == "verifying" and out["shadow"]["engine"] == "previous primary"

@@ -24,6 +24,7 @@
                              orders, balances and pending withdrawals stay as they are
     POST /v1/resume          {"reason", "staged"?, "cancel_only_s"?, "post_only_s"?}:
                              online at once, or cancel_only -> post_only -> online
+    GET  /metrics            Prometheus text format (cambio.ops.metrics), same token
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
                              divergence, last cutover and rollback (cambio.upgrade.manager)
     POST /v1/upgrade/rehearsal  {"state": started|progress|finished, ...}: a rehearsal
@@ -78,6 +79,7 @@ from cambio.model.commands import (
 )
 from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
+from cambio.ops.metrics import CONTENT_TYPE, Metrics
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
 from cambio.upgrade.manager import UpgradeManager, UpgradeRefused
@@ -111,6 +113,7 @@ def admin_app(
     history: History,
     token: str,
     upgrades: UpgradeManager | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
     config = service.config
 
@@ -374,6 +377,11 @@ def admin_app(
         reason = str((await body_of(request)).get("reason") or "operator's decision")
         return await manager().abort(reason)
 
+    async def prometheus(request: Request) -> Response:
+        if metrics is None:
+            return Response("no metrics on this server\n", status_code=404)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     def endpoint(handler: Any) -> Any:
         async def run(request: Request) -> Response:
             try:
@@ -401,6 +409,7 @@ def admin_app(
             Route("/v1/keys/revoke", endpoint(revoke_key), methods=["POST"]),
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
+            Route("/metrics", prometheus, methods=["GET"]),
             Route("/v1/mode", endpoint(set_mode), methods=["POST"]),
             Route("/v1/funding", endpoint(set_funding), methods=["POST"]),
             Route("/v1/halt", endpoint(halt), methods=["POST"]),

@@ -31,6 +31,7 @@ from cambio.api.admin import admin_app
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.app import kraken_app
 from cambio.api.kraken.history import History
+from cambio.ops.metrics import Metrics
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
 from cambio.upgrade.manager import UpgradeManager
@@ -137,9 +138,14 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     admin_sock = _bind("127.0.0.1", admin_port)
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
-    api = _server(kraken_app(service, keys, history, options.ws_backlog))
+    kraken = kraken_app(service, keys, history, options.ws_backlog)
+    api = _server(kraken)
     upgrades = UpgradeManager(service, data)
-    admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades))
+    metrics = Metrics(service, lambda: len(kraken.state.feed.status_subscribers), upgrades.status)
+    service.on_ack = metrics.ack.observe
+    assert service.sequencer is not None
+    service.sequencer.after_batch.append(metrics.after_batch)
+    admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades, metrics))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

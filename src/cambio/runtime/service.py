@@ -58,6 +58,7 @@ class ExchangeService:
         self.sequencer: Sequencer | None = None
         self.projection: Projection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.on_ack: Callable[[float], None] | None = None  # seconds to answer, for metrics
 
     def make_host(self, snapshot: bytes | None) -> EngineHost:
         opts = self.options
@@ -66,7 +67,12 @@ class ExchangeService:
     async def execute(self, cmd: Command) -> tuple[int, list[Event]]:
         """Sequence `cmd`; (seq, events) once it is durable and applied."""
         assert self.sequencer is not None
-        return await self.sequencer.execute(cmd)
+        if self.on_ack is None:
+            return await self.sequencer.execute(cmd)
+        started = time.perf_counter()
+        result = await self.sequencer.execute(cmd)
+        self.on_ack(time.perf_counter() - started)
+        return result
 
     async def read_models_current(self, timeout: float = 2.0) -> None:
         """Wait until the read models show every command applied so far, so a query sees

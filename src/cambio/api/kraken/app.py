@@ -130,10 +130,12 @@ def kraken_app(
         except Exception:
             return internal_error(request)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/0/public/{method}", public_call, methods=["GET", "POST"]),
             Route("/0/private/{method}", private_call, methods=["POST"]),
             WebSocketRoute("/v2", ws.endpoint),
         ]
     )
+    app.state.feed = feed  # for the operator's metrics (WebSocket clients)
+    return app
