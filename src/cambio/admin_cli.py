@@ -309,3 +309,67 @@ def resume(data_dir: Path, staged: bool, cancel_only_s: int, post_only_s: int, r
     body = {"reason": reason, "staged": staged, "cancel_only_s": cancel_only_s,
             "post_only_s": post_only_s}  # fmt: skip
     _echo(Admin(data_dir).call("/v1/resume", body))
+
+
+# ---------------------------------------------------------------------- fee promotions
+@admin.group()
+def promo() -> None:
+    """Fee promotions: rates capped for the trades they cover, for a time."""
+
+
+@promo.command("create")
+@click.option("--maker", required=True, help="Maker fee in percent while it runs (0: waived).")
+@click.option("--taker", required=True, help="Taker fee in percent while it runs.")
+@click.option("--until", "until", required=True,
+              help="When it ends: an ISO time with its zone, or month-end.")  # fmt: skip
+@click.option("--start", help="When it starts (ISO time with zone). [default: now]")
+@click.option("--scope", type=click.Choice(["spot", "margin", "all"]), default="spot",
+              show_default=True, help="Which trades it covers.")  # fmt: skip
+@click.option("--pairs", default="", help="Comma-separated markets. [default: all]")
+@click.option("--accounts", default="", help="Comma-separated accounts (names or ids). "
+              "[default: all]")  # fmt: skip
+@REASON
+@click.pass_obj
+def promo_create(
+    data_dir: Path,
+    maker: str,
+    taker: str,
+    until: str,
+    start: str | None,
+    scope: str,
+    pairs: str,
+    accounts: str,
+    reason: str,
+) -> None:
+    """Create a fee promotion; print it with its id.
+
+    \b
+    Example (the compensation after an outage: spot fees waived until month end):
+      cambio admin promo create --maker 0 --taker 0 --until month-end \\
+        --reason "compensation for the 2026-11-20 outage"
+    """
+    body: dict[str, Any] = {"maker": maker, "taker": taker, "until": until, "scope": scope,
+                            "reason": reason}  # fmt: skip
+    if start:
+        body["start"] = start
+    if pairs:
+        body["pairs"] = [p.strip() for p in pairs.split(",") if p.strip()]
+    if accounts:
+        body["accounts"] = [_account(a.strip()) for a in accounts.split(",") if a.strip()]
+    _echo(Admin(data_dir).call("/v1/promotions", body))
+
+
+@promo.command("list")
+@click.pass_obj
+def promo_list(data_dir: Path) -> None:
+    """Every promotion: state (scheduled, active, ended), rates, times, scope."""
+    _echo(Admin(data_dir).call("/v1/promotions"))
+
+
+@promo.command("end")
+@click.argument("promo_id", metavar="ID")
+@REASON
+@click.pass_obj
+def promo_end(data_dir: Path, promo_id: str, reason: str) -> None:
+    """End promotion ID now."""
+    _echo(Admin(data_dir).call("/v1/promotions/end", {"promo_id": promo_id, "reason": reason}))

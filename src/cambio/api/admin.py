@@ -24,6 +24,11 @@
                              orders, balances and pending withdrawals stay as they are
     POST /v1/resume          {"reason", "staged"?, "cancel_only_s"?, "post_only_s"?}:
                              online at once, or cancel_only -> post_only -> online
+    POST /v1/promotions      {"maker", "taker" (percent), "until" (ISO or month-end),
+                             "start"?, "scope"? spot|margin|all, "pairs"?, "accounts"?,
+                             "reason"}: a fee promotion
+    GET  /v1/promotions      every promotion: state, rates in percent, times in ISO
+    POST /v1/promotions/end  {"promo_id", "reason"}
     GET  /metrics            Prometheus text format (cambio.ops.metrics), same token
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
                              divergence, last cutover and rollback (cambio.upgrade.manager)
@@ -44,7 +49,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -69,7 +77,9 @@ from cambio.model.commands import (
     AnyCommand,
     Command,
     CompleteWithdrawal,
+    CreatePromotion,
     Deposit,
+    EndPromotion,
     Halt,
     Resume,
     ReturnWithdrawal,
@@ -105,6 +115,39 @@ class BearerToken:
                 await error("EAPI:Invalid key", status_code=401)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def instant(text: str, now: datetime, name: str) -> int:
+    """An ISO time with its zone, or "month-end" (the first instant of next month, UTC),
+    as ns since the epoch."""
+    if text == "month-end":
+        first = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        when = (first + timedelta(days=32)).replace(day=1)
+    else:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise AdminError(f"{name}: an ISO time with its zone, or month-end") from None
+        if when.tzinfo is None:
+            raise AdminError(f"{name}: give the time zone (Z or +hh:mm)")
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
+def shown_promotion(p: dict[str, Any]) -> dict[str, Any]:
+    """A promotion as the operator reads it: percentages and ISO times."""
+
+    def iso(ns: int) -> str | None:
+        return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns else None
+
+    shown = {
+        k: v for k, v in p.items() if k not in ("maker_ppm", "taker_ppm", "start_ts", "end_ts")
+    }
+    return shown | {
+        "maker": str(Decimal(p["maker_ppm"]) / 10_000),
+        "taker": str(Decimal(p["taker_ppm"]) / 10_000),
+        "start": iso(p["start_ts"]),
+        "until": iso(p["end_ts"]),
+    }
 
 
 def admin_app(
@@ -339,6 +382,44 @@ def admin_app(
         return {"seq": seq, "staged": staged, **durations,
                 "global_mode": service.host.query("status")["global"]}  # fmt: skip
 
+    # ------------------------------------------------------------------ fee promotions
+    def percent(body: dict[str, Any], name: str) -> int:
+        try:
+            ppm = Decimal(str(body.get(name))) * 10_000
+        except ArithmeticError:
+            raise AdminError(f"{name}: a percentage, e.g. 0 or 0.1") from None
+        if not ppm.is_finite() or ppm != ppm.to_integral_value() or not 0 <= ppm <= 1_000_000:
+            raise AdminError(f"{name}: a percentage from 0 to 100, at most 4 decimals")
+        return int(ppm)
+
+    async def create_promotion(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        now = datetime.now(UTC)
+        end = instant(str(body.get("until", "")), now, "until")
+        start = instant(str(body["start"]), now, "start") if body.get("start") else 0
+        cmd = CreatePromotion(
+            promo_id=f"promo-{secrets.token_hex(4)}",
+            maker_ppm=percent(body, "maker"),
+            taker_ppm=percent(body, "taker"),
+            end_ts=end,
+            start_ts=start,
+            scope=str(body.get("scope", "spot")),
+            pairs=[str(p) for p in body.get("pairs") or []],
+            accounts=[account_of(a) for a in body.get("accounts") or []],
+            reason=reason_of(body),
+        )
+        seq = await applied(cmd, "promotion")
+        (made,) = [p for p in service.host.query("promotions") if p["promo_id"] == cmd.promo_id]
+        return {"seq": seq, **shown_promotion(made)}
+
+    async def list_promotions(request: Request) -> dict[str, Any]:
+        return {"promotions": [shown_promotion(p) for p in service.host.query("promotions")]}
+
+    async def end_promotion(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        cmd = EndPromotion(promo_id=str(body.get("promo_id")), reason=reason_of(body))
+        return {"seq": await applied(cmd, "ending the promotion"), "promo_id": cmd.promo_id}
+
     def manager() -> UpgradeManager:
         if upgrades is None:
             raise AdminError("engine upgrades are not available on this server")
@@ -410,6 +491,9 @@ def admin_app(
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            Route("/v1/promotions", endpoint(create_promotion), methods=["POST"]),
+            Route("/v1/promotions", endpoint(list_promotions), methods=["GET"]),
+            Route("/v1/promotions/end", endpoint(end_promotion), methods=["POST"]),
             Route("/v1/mode", endpoint(set_mode), methods=["POST"]),
             Route("/v1/funding", endpoint(set_funding), methods=["POST"]),
             Route("/v1/halt", endpoint(halt), methods=["POST"]),

@@ -13,7 +13,7 @@ from typing import Any
 from cambio.engine.exchange import Exchange
 from cambio.model.commands import BUY, SELL
 
-QUERIES = ("balances", "status", "depth", "orders", "volume")
+QUERIES = ("balances", "status", "depth", "orders", "volume", "promotions")
 
 
 def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
@@ -75,6 +75,25 @@ def volume(ex: Exchange, account: int) -> int:
     """The account's 30-day traded volume, in units of the fee-volume currency (USD)."""
     a = ex.accounts.get(account)
     return a.volume30 if a is not None else 0
+
+
+def promotions(ex: Exchange) -> list[dict[str, Any]]:
+    """Every fee promotion, by id: rates in ppm, times in ns, pairs by Kraken id."""
+    return [
+        {
+            "promo_id": p.promo_id,
+            "state": p.state,
+            "maker_ppm": p.maker_ppm,
+            "taker_ppm": p.taker_ppm,
+            "start_ts": p.start_ts,
+            "end_ts": p.end_ts,
+            "scope": p.scope,
+            "pairs": [ex.config.pairs[i].id for i in p.pairs],
+            "accounts": list(p.accounts),
+            "reason": p.reason,
+        }
+        for _, p in sorted(ex.promos.items())
+    ]
 
 
 def answer(ex: Exchange, name: str, args: list[Any]) -> Any:
