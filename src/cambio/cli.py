@@ -229,6 +229,30 @@ def demo(steps: int, seed: int) -> None:
     help="WebSocket messages a client may fall behind before it is disconnected (close "
     "code 1008): a slow consumer never slows the engine or the other clients.",
 )
+@click.option(
+    "--price-band",
+    "price_band_pct",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Breaker: a trade this many percent away from its market's reference price (the "
+    "first trade of the current --band-window) moves the market to cancel_only.",
+)
+@click.option(
+    "--band-window",
+    "band_window_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds after which the price band's reference is the next trade's price.",
+)
+@click.option(
+    "--breach-policy",
+    type=click.Choice(["cancel_only", "halt"]),
+    default="cancel_only",
+    show_default=True,
+    help="What a monitor breach does: the affected markets to cancel_only, or halt all.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -242,6 +266,9 @@ def serve(
     demo: bool,
     demo_rate: float,
     ws_backlog: int,
+    price_band_pct: float,
+    band_window_s: float,
+    breach_policy: str,
 ) -> None:
     """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
 
@@ -280,6 +307,9 @@ def serve(
         demo=demo,
         demo_rate=demo_rate,
         ws_backlog=ws_backlog,
+        price_band_pct=price_band_pct,
+        band_window_s=band_window_s,
+        breach_policy=breach_policy,
     )
     try:
         code = run(DataDir(data_dir), options)

@@ -29,6 +29,7 @@
                              "reason"}: a fee promotion
     GET  /v1/promotions      every promotion: state, rates in percent, times in ISO
     POST /v1/promotions/end  {"promo_id", "reason"}
+    GET  /v1/alerts          the monitor's breaches (newest first) and settings
     GET  /metrics            Prometheus text format (cambio.ops.metrics), same token
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
                              divergence, last cutover and rollback (cambio.upgrade.manager)
@@ -90,6 +91,7 @@ from cambio.model.commands import (
 from cambio.model.decimals import format_units, to_units
 from cambio.model.events import CommandRejected
 from cambio.ops.metrics import CONTENT_TYPE, Metrics
+from cambio.ops.monitor import Monitor
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
 from cambio.upgrade.manager import UpgradeManager, UpgradeRefused
@@ -157,6 +159,7 @@ def admin_app(
     token: str,
     upgrades: UpgradeManager | None = None,
     metrics: Metrics | None = None,
+    monitor: Monitor | None = None,
 ) -> ASGIApp:
     config = service.config
 
@@ -458,6 +461,11 @@ def admin_app(
         reason = str((await body_of(request)).get("reason") or "operator's decision")
         return await manager().abort(reason)
 
+    async def alerts(request: Request) -> dict[str, Any]:
+        if monitor is None:
+            raise AdminError("no monitor on this server")
+        return monitor.report()
+
     async def prometheus(request: Request) -> Response:
         if metrics is None:
             return Response("no metrics on this server\n", status_code=404)
@@ -491,6 +499,7 @@ def admin_app(
             Route("/v1/state", endpoint(state), methods=["GET"]),
             Route("/v1/snapshot", endpoint(snapshot), methods=["POST"]),
             Route("/metrics", prometheus, methods=["GET"]),
+            Route("/v1/alerts", endpoint(alerts), methods=["GET"]),
             Route("/v1/promotions", endpoint(create_promotion), methods=["POST"]),
             Route("/v1/promotions", endpoint(list_promotions), methods=["GET"]),
             Route("/v1/promotions/end", endpoint(end_promotion), methods=["POST"]),

@@ -32,6 +32,7 @@ from cambio.api.keys import KeyStore
 from cambio.api.kraken.app import kraken_app
 from cambio.api.kraken.history import History
 from cambio.ops.metrics import Metrics
+from cambio.ops.monitor import Monitor
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
 from cambio.upgrade.manager import UpgradeManager
@@ -51,6 +52,9 @@ class ServeOptions:
     demo: bool = False  # run the demo bots (cambio.runtime.demo_bots) and print a demo key
     demo_rate: float = 4.0  # their commands per second per pair
     ws_backlog: int = 10_000  # WebSocket messages a client may fall behind (feed.BACKLOG)
+    price_band_pct: float = 10.0  # cambio.ops.monitor: a trade this far from the reference
+    band_window_s: float = 60.0  # ... price, the first trade of a window this long
+    breach_policy: str = "cancel_only"  # or "halt"
 
 
 class _Server(uvicorn.Server):
@@ -141,11 +145,15 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     kraken = kraken_app(service, keys, history, options.ws_backlog)
     api = _server(kraken)
     upgrades = UpgradeManager(service, data)
-    metrics = Metrics(service, lambda: len(kraken.state.feed.status_subscribers), upgrades.status)
+    monitor = Monitor(service, options.price_band_pct, options.band_window_s,
+                      options.breach_policy)  # fmt: skip
+    metrics = Metrics(service, lambda: len(kraken.state.feed.status_subscribers), upgrades.status,
+                      lambda: monitor.trips)  # fmt: skip
     service.on_ack = metrics.ack.observe
     assert service.sequencer is not None
-    service.sequencer.after_batch.append(metrics.after_batch)
-    admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades, metrics))
+    service.sequencer.after_batch += [monitor.after_batch, metrics.after_batch]
+    admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades, metrics,
+                              monitor))  # fmt: skip
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

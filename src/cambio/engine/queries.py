@@ -13,7 +13,7 @@ from typing import Any
 from cambio.engine.exchange import Exchange
 from cambio.model.commands import BUY, SELL
 
-QUERIES = ("balances", "status", "depth", "orders", "volume", "promotions")
+QUERIES = ("balances", "status", "depth", "touch", "orders", "volume", "promotions")
 
 
 def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
@@ -55,6 +55,13 @@ def depth(ex: Exchange, pair: str, count: int) -> dict[str, list[list[int]]]:
     {"bids": [[price, qty], ...], "asks": [...]}."""
     book = ex.market(pair).book.depth()
     return {"bids": book["bids"][:count], "asks": book["asks"][:count]}
+
+
+def touch(ex: Exchange, pair: str) -> list[int]:
+    """[best bid, best ask] of `pair` (0 for an empty side), in O(1): what a monitor
+    checks after every batch."""
+    book = ex.market(pair).book
+    return [book.best_bid(), book.best_ask()]
 
 
 def orders(ex: Exchange, pair: str, count: int) -> dict[str, list[list[Any]]]:

@@ -3,9 +3,10 @@
 Counted as things happen (cheap, once per batch or per command): commands sequenced by
 type, group-commit sizes, acknowledgement latency of every command that was waited for.
 Read when scraped (never on the hot path): engine and read-model lag, journal position,
-open orders and book depth per market, WebSocket clients, the engine upgrade's phase,
-shadow lag and divergences. Names follow Prometheus conventions (`cambio_` prefix,
-`_total` counters, base units); docs/grafana-dashboard.json charts them.
+open orders and book depth per market, WebSocket clients, monitor breaches by kind, the
+engine upgrade's phase, shadow lag and divergences. Names follow Prometheus conventions
+(`cambio_` prefix, `_total` counters, base units); docs/grafana-dashboard.json charts
+them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cambio.model.commands import Command
@@ -33,6 +34,7 @@ class Metrics:
         service: ExchangeService,
         ws_clients: Callable[[], int] = lambda: 0,
         upgrade: Callable[[], dict[str, Any]] | None = None,
+        trips: Callable[[], dict[str, int]] = dict,
     ) -> None:
         self.registry = CollectorRegistry()
         self.commands = Counter("cambio_commands", "Commands sequenced and applied, by type.",
@@ -45,7 +47,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_State(service, ws_clients, upgrade))
+        self.registry.register(_State(service, ws_clients, upgrade, trips))
         self._by_type: dict[type[Command], Any] = {}
 
     def after_batch(self, cmds: list[Command], results: list[list[Event]]) -> None:
@@ -74,12 +76,14 @@ class _State(Collector):
         service: ExchangeService,
         ws_clients: Callable[[], int],
         upgrade: Callable[[], dict[str, Any]] | None,
+        trips: Callable[[], dict[str, int]],
     ) -> None:
         self.service = service
         self.ws_clients = ws_clients
         self.upgrade = upgrade
+        self.trips = trips
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         service, seq = self.service, self.service.sequencer
         if seq is None or service.recovered is None:
             return
@@ -108,7 +112,11 @@ class _State(Collector):
             for side in ("bids", "asks"):
                 depth.add_metric([p.id, side], len(book[side]))
             modes.add_metric([p.id, status["markets"][p.id]], 1)
-        yield from (orders, depth, modes)
+        trips = CounterMetricFamily("cambio_breaker_trips", "Monitor breaches since start, "
+                                    "by kind (cambio.ops.monitor).", labels=["kind"])  # fmt: skip
+        for kind in ("crossed_book", "negative_balance", "price_band"):
+            trips.add_metric([kind], self.trips().get(kind, 0))
+        yield from (orders, depth, modes, trips)
         if self.upgrade is not None:
             yield from _upgrade(self.upgrade())
 
