@@ -35,6 +35,22 @@ POLICIES = ("cancel_only", "halt")
 MAX_ALERTS = 1000  # kept in memory for the admin API; older ones are in the log
 
 
+# per event type: whether it names a market (an int `pair`) and which fields name accounts;
+# learnt once, so the hot loop does no attribute probing
+_shape: dict[type[Event], tuple[bool, tuple[str, ...]]] = {}
+
+
+def _learn(kind: type[Event]) -> tuple[bool, tuple[str, ...]]:
+    fields = kind.__struct_fields__
+    hints = kind.__annotations__
+    shape = (
+        "pair" in fields and hints.get("pair") in ("int", int),
+        tuple(f for f in ACCOUNT_FIELDS if f in fields and hints.get(f) in ("int", int)),
+    )
+    _shape[kind] = shape
+    return shape
+
+
 @dataclass
 class Alert:
     at: float  # wall time
@@ -65,17 +81,17 @@ class Monitor:
         breaches: list[tuple[str, list[int], str]] = []
         for cmd, events in zip(cmds, results, strict=True):
             for ev in events:
-                pair = getattr(ev, "pair", None)
-                if isinstance(pair, int):
-                    pairs.add(pair)
-                accounts.update(
-                    a for f in ACCOUNT_FIELDS if isinstance(a := getattr(ev, f, None), int)
-                )
-                if type(ev) is Trade:
+                etype = type(ev)
+                has_pair, account_fields = _shape.get(etype) or _learn(etype)
+                if has_pair:
+                    pairs.add(ev.pair)  # type: ignore[attr-defined]
+                for f in account_fields:
+                    accounts.add(getattr(ev, f))
+                if isinstance(ev, Trade):
                     found = self._band(ev, cmd.ts)
                     if found:
                         breaches.append(("price_band", [ev.pair], found))
-                elif type(ev) is MarketModeChanged and ev.mode != CANCEL_ONLY:
+                elif isinstance(ev, MarketModeChanged) and ev.mode != CANCEL_ONLY:
                     self._tripped.discard(ev.pair)  # reopened by the operator: re-armed
         host, config = self.service.host, self.service.config
         for pair in sorted(pairs):
