@@ -20,7 +20,9 @@ CAMBIO = [sys.executable, "-m", "cambio"]
 
 def start(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     proc = subprocess.Popen(
-        [*CAMBIO, "serve", "--data", str(data), "--port", "0", *args],
+        # API tests trade far apart on purpose (40,000 against 60,000): no price band
+        # unless a test sets one (tests/ops/test_monitor.py); the last option given wins
+        [*CAMBIO, "serve", "--data", str(data), "--port", "0", "--price-band", "1000", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
