@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from test_kraken_rest import Krakenex, admin
-from test_server import drain, start
+from test_server import drain, start, wait_for
 
 COLD = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 
@@ -49,13 +48,6 @@ def order(k: Krakenex, price: str, **extra: Any) -> dict[str, Any]:
 
 def status(k: Krakenex) -> str:
     return str(call(k, "SystemStatus")["result"]["status"])
-
-
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_halt_keeps_everything_and_a_staged_resume_reopens_step_by_step(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,19 @@ def drain(proc: subprocess.Popen[bytes]) -> list[str]:
 
     threading.Thread(target=read, daemon=True).start()
     return lines
+
+
+def wait_for(
+    check: Callable[[], bool], what: str, seconds: float = 30, log: list[str] | None = None
+) -> None:
+    """Poll `check` until it holds; after `seconds`, fail naming `what` (and showing the
+    end of the server's `log`, if given)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: " + "\n".join(
+            (log or [])[-30:]
+        )
+        time.sleep(0.02)
 
 
 def cambio(*args: str) -> subprocess.CompletedProcess[str]:

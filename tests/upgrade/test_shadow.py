@@ -4,11 +4,12 @@ checks the state it was restored to, and reacts to a divergence as its mode says
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from test_server import wait_for
 from upgrade_fixtures import MUTANTS, Production, candidate_host, make_candidate, write_production
 
 from cambio.engine.snapshot import snapshot_state_hash
@@ -32,13 +33,6 @@ def done(value: str) -> Future[str]:
     future: Future[str] = Future()
     future.set_result(value)
     return future
-
-
-def wait(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 30
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def snapshot_of(data: DataDir) -> tuple[int, bytes]:
@@ -75,10 +69,10 @@ def test_it_catches_up_from_the_snapshot_then_follows(
     shadow = Shadow(lambda: InProcessHost(data.config(), body), data.journal, seq, prod.last_seq,
                     {}, start_hash=done(snapshot_state_hash(body)))  # fmt: skip
     shadow.start()
-    wait(lambda: shadow.state == "following")
+    wait_for(lambda: shadow.state == "following", "following")
     assert shadow.applied_seq == prod.last_seq and shadow.lag(prod.last_seq) == 0
     shadow.push(*more(primary, prod.last_seq + 1, 5))
-    wait(lambda: shadow.applied_seq == prod.last_seq + 5)
+    wait_for(lambda: shadow.applied_seq == prod.last_seq + 5, "the batches")
     host = shadow.detach()
     assert shadow.state == "stopped" and host.chain() == primary.chain()
 
@@ -93,7 +87,7 @@ def test_a_restore_that_loses_state_is_caught_before_anything_else(
     shadow = Shadow(lambda: candidate_host(checkout, data.markets, body), data.journal, seq,
                     prod.last_seq, {}, start_hash=done(snapshot_state_hash(body)))  # fmt: skip
     shadow.start()
-    wait(lambda: shadow.state not in ("starting", "catching_up"))
+    wait_for(lambda: shadow.state not in ("starting", "catching_up"), "the start")
     assert shadow.state == "diverged" and "after restoring the snapshot" in str(shadow.error)
     assert shadow.applied_seq == seq  # it replayed nothing: the start was already wrong
     shadow.stop()
@@ -109,17 +103,17 @@ def test_a_divergence_stops_a_candidate_but_not_a_previous_primary(
     shadow = Shadow(lambda: primary_at_end(data), data.journal, prod.last_seq, prod.last_seq,
                     {}, stop_on_divergence=not keeps_going, on_divergence=seen.append)  # fmt: skip
     shadow.start()
-    wait(lambda: shadow.state == "following")
+    wait_for(lambda: shadow.state == "following", "following")
     cmds, events = more(primary, prod.last_seq + 1, 3)
     told = [list(e) for e in events]
     told[1] = [Deposited(ledger_id=1, account=1, asset=0, amount=999, ref="not what happened")]
     shadow.push(cmds, told)
-    wait(lambda: shadow.state == "diverged")
+    wait_for(lambda: shadow.state == "diverged", "the divergence")
     (d,) = seen
     assert d.seq == prod.last_seq + 2 and d.recorded == told[1] and d.replayed == events[1]
     shadow.push(*more(primary, prod.last_seq + 4, 2))
     if keeps_going:  # the previous primary stays current for the rollback
-        wait(lambda: shadow.applied_seq == prod.last_seq + 5)
+        wait_for(lambda: shadow.applied_seq == prod.last_seq + 5, "the batches")
         assert shadow.detach().chain() == primary.chain()
     else:
         time.sleep(0.1)

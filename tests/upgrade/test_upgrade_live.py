@@ -11,18 +11,18 @@ import json
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from test_kraken_rest import Krakenex, admin
-from test_server import drain, start
+from test_server import drain, start, wait_for
 from upgrade_fixtures import MUTANTS, make_candidate
 
 MUTANT = {m.name: m for m in MUTANTS}
+SLOW = 60  # seconds: a shadow starts a process and catches up under the bots' load
 TOO_PRECISE = "EOrder:Invalid price:XXBTZUSD price can only be specified up to 1 decimals."
 
 
@@ -31,17 +31,6 @@ def upgrade(data: Path, *args: str) -> tuple[int, Any]:
     out = subprocess.run([sys.executable, "-m", "cambio", "upgrade", *args, "--data", str(data)],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     return out.returncode, json.loads(out.stdout) if out.returncode == 0 else out.stderr
-
-
-def wait_for(
-    check: Callable[[], bool], what: str, seconds: float = 60, log: list[str] | None = None
-) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: " + "\n".join(
-            (log or [])[-30:]
-        )
-        time.sleep(0.1)
 
 
 class Trader(threading.Thread):
@@ -123,7 +112,7 @@ def test_0_a_rehearsal_beside_the_server_is_announced_with_its_eta(live: dict[st
 
 def test_1_an_unmodified_candidate_takes_over_in_a_measured_pause(live: dict[str, Any]) -> None:
     shadow(live, None, "unmodified")
-    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow")
+    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow", SLOW)
     token = (live["data"] / "admin.token").read_text().strip()
     scraped = httpx.get(live["admin_url"] + "/metrics",
                         headers={"Authorization": f"Bearer {token}"}, timeout=30).text  # fmt: skip
@@ -135,7 +124,7 @@ def test_1_an_unmodified_candidate_takes_over_in_a_measured_pause(live: dict[str
     pause = out["cutover"]["pause_ms"]
     assert 0 < pause < 5000  # measured, and within the cutover's own time limit
     wait_for(lambda: status(live)["shadow"]["applied_seq"] > out["cutover"]["seq"],
-             "the previous engine to follow the new one")  # fmt: skip
+             "the previous engine to follow the new one", SLOW)  # fmt: skip
     code, out = upgrade(live["data"], "complete")
     assert code == 0 and out["phase"] == "completed" and out["shadow"] is None
     phases = [h["phase"] for h in out["history"]]
@@ -153,11 +142,11 @@ def too_precise(live: dict[str, Any]) -> dict[str, Any]:
 
 def test_2_a_mutant_is_caught_by_its_shadow_and_cutover_refuses(live: dict[str, Any]) -> None:
     shadow(live, "precision-one-decimal-more", "caught")
-    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow")
+    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow", SLOW)
     assert too_precise(live)["error"] == [TOO_PRECISE]
-    wait_for(lambda: status(live)["shadow"]["state"] == "diverged", "the divergence")
+    wait_for(lambda: status(live)["shadow"]["state"] == "diverged", "the divergence", SLOW)
     assert status(live)["shadow"]["divergence"]["command"] == "AddOrder"
-    wait_for(lambda: status(live)["report"] is not None, "the divergence report")
+    wait_for(lambda: status(live)["report"] is not None, "the divergence report", SLOW)
     report = Path(status(live)["report"]).read_text()
     assert "# Rehearsal: DIVERGED" in report and "`order_validated`" in report
     code, err = upgrade(live["data"], "cutover")
@@ -173,7 +162,7 @@ def test_3_a_divergence_after_cutover_rolls_back_by_itself(live: dict[str, Any])
                        headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
     assert taken.json()["error"] == []
     shadow(live, "precision-one-decimal-more", "late")
-    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow")
+    wait_for(lambda: status(live)["shadow"]["state"] == "following", "the shadow to follow", SLOW)
     code, out = upgrade(live["data"], "cutover")
     assert code == 0 and out["phase"] == "verifying", out
     # the new engine accepts what the previous one refuses: the shadow sees it

@@ -119,6 +119,17 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
+def iso_time(text: str, name: str, also: str = "") -> datetime:
+    """An ISO time that names its zone (an operator's "02:00" is ambiguous)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise AdminError(f"{name}: an ISO time with its zone{also}") from None
+    if when.tzinfo is None:
+        raise AdminError(f"{name}: give the time zone (Z or +hh:mm)")
+    return when
+
+
 def instant(text: str, now: datetime, name: str) -> int:
     """An ISO time with its zone, or "month-end" (the first instant of next month, UTC),
     as ns since the epoch."""
@@ -126,12 +137,7 @@ def instant(text: str, now: datetime, name: str) -> int:
         first = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         when = (first + timedelta(days=32)).replace(day=1)
     else:
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise AdminError(f"{name}: an ISO time with its zone, or month-end") from None
-        if when.tzinfo is None:
-            raise AdminError(f"{name}: give the time zone (Z or +hh:mm)")
+        when = iso_time(text, name, ", or month-end")
     return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
 
 
@@ -433,9 +439,8 @@ def admin_app(
 
     async def upgrade_schedule(request: Request) -> dict[str, Any]:
         body = await body_of(request)
-        if not isinstance(body.get("at"), str):
-            raise AdminError("give at: an ISO time with its zone")
-        return await manager().schedule(body["at"], str(body.get("note") or ""))
+        when = iso_time(str(body.get("at", "")), "at", ", e.g. 2026-12-01T02:00Z")
+        return await manager().schedule(when, str(body.get("note") or ""))
 
     async def upgrade_shadow(request: Request) -> dict[str, Any]:
         body = await body_of(request)

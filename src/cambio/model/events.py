@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import msgspec
 
+# the fields by which an event names accounts (monitors and upgrade reports look for them)
+ACCOUNT_FIELDS = ("account", "maker_account", "taker_account", "src", "dst")
+
 
 class Event(msgspec.Struct, tag=True, array_like=True, gc=False):
     """Base of every event. Encoded as arrays (tag first, then fields in order), so new

@@ -26,11 +26,10 @@ from typing import Any
 
 from cambio.model.commands import CANCEL_ONLY, Command, Halt, SetMarketMode
 from cambio.model.decimals import format_units
-from cambio.model.events import Event, MarketModeChanged, Trade
+from cambio.model.events import ACCOUNT_FIELDS, Event, MarketModeChanged, Trade
 from cambio.runtime.service import ExchangeService
 
 log = logging.getLogger("cambio.monitor")
-ACCOUNT_FIELDS = ("account", "maker_account", "taker_account", "src", "dst")
 POLICIES = ("cancel_only", "halt")
 MAX_ALERTS = 1000  # kept in memory for the admin API; older ones are in the log
 

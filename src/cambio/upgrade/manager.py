@@ -138,8 +138,9 @@ class UpgradeManager:
                     await self._mark("rehearsing", report, str(self.rehearsing["candidate"]))
             return self.status()
 
-    async def schedule(self, at: str, note: str) -> dict[str, Any]:
-        """Announce a cutover window (journaled phase scheduled): when, and for how long by
+    async def schedule(self, at: datetime, note: str) -> dict[str, Any]:
+        """Announce a cutover window (journaled phase scheduled): when (`at`, with its
+        zone: the admin API checks), and for how long by
         the last clean rehearsal's ETA, with its basis, for the status page to show."""
         async with self._busy:
             rehearsal = self.rehearsing or {}
@@ -148,16 +149,8 @@ class UpgradeManager:
                     "schedule after a clean rehearsal run beside this server "
                     "(cambio upgrade rehearse --data DIR --candidate PATH)"
                 )
-            try:
-                start = datetime.fromisoformat(at)
-            except ValueError:
-                raise UpgradeRefused(
-                    f"--at {at!r}: give an ISO time, e.g. 2026-12-01T02:00Z"
-                ) from None
-            if start.tzinfo is None:
-                raise UpgradeRefused(f"--at {at!r}: give the time zone (Z or +hh:mm)")
             detail = {
-                "at": start.astimezone(UTC).isoformat(),
+                "at": at.astimezone(UTC).isoformat(),
                 "expected_s": rehearsal.get("cutover_eta_s"),
                 "basis": rehearsal.get("basis"),
                 "note": note,

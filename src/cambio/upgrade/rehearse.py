@@ -38,7 +38,7 @@ from cambio.journal.snapshots import SnapshotStore
 from cambio.model.commands import Command
 from cambio.model.config import MarketConfig
 from cambio.model.decimals import format_units
-from cambio.model.events import Event
+from cambio.model.events import ACCOUNT_FIELDS, Event
 from cambio.ops.invariants import Flows, check
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.host import EngineHost, InProcessHost
@@ -48,7 +48,6 @@ from cambio.upgrade.changes import Declared, Judge, load
 from cambio.upgrade.eta import Eta, estimate
 
 BOOK_LEVELS = 5  # levels a side shown around a divergence
-ACCOUNT_FIELDS = ("account", "maker_account", "taker_account", "src", "dst")
 
 
 @dataclass
