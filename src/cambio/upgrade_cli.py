@@ -83,14 +83,13 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
     Example:
       cambio upgrade rehearse --data cambio-data --candidate ../cambio-next
     """
-    from datetime import UTC, datetime
 
     from cambio.journal.segments import JournalCorrupt
     from cambio.runtime.host_protocol import ProtocolError
     from cambio.upgrade.candidate import CandidateError, resolve
     from cambio.upgrade.changes import ChangesError
     from cambio.upgrade.rehearse import rehearse as run
-    from cambio.upgrade.report import markdown, summary
+    from cambio.upgrade.report import markdown, new_path, summary
 
     data = existing(data_dir)
     try:
@@ -115,12 +114,7 @@ def rehearse(data_dir: Path, candidate: Path, start: str, report_path: Path | No
     except ProtocolError as exc:
         raise CannotRehearse(f"the candidate engine failed: {exc}") from None
     if report_path is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        report_path = data.root / "rehearsals" / f"{stamp}-{start}.md"
-        n = 1
-        while report_path.exists():  # two rehearsals in one second keep both reports
-            n += 1
-            report_path = report_path.with_name(f"{stamp}-{start}-{n}.md")
+        report_path = new_path(data.root, start)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(markdown(result))
     server.finished(result, report_path)

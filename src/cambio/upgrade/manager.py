@@ -50,7 +50,7 @@ from cambio.runtime.service import ExchangeService
 from cambio.upgrade.candidate import Candidate, resolve
 from cambio.upgrade.changes import load
 from cambio.upgrade.rehearse import Divergence, Rehearsal, context_of, newest_snapshot
-from cambio.upgrade.report import markdown
+from cambio.upgrade.report import markdown, new_path
 from cambio.upgrade.shadow import Shadow
 
 log = logging.getLogger("cambio.upgrade")
@@ -381,9 +381,7 @@ class UpgradeManager:
         except Exception:
             log.exception("could not rebuild the state around the divergence")
         result = Rehearsal(candidate, start_seq, d.seq, divergence=d)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = self.data.root / "rehearsals" / f"shadow-{stamp}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = new_path(self.data.root, "shadow")
         path.write_text(markdown(result))
         self.report = str(path)
 

@@ -8,6 +8,7 @@ the candidate's, field by field, and the book and balances around it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -47,6 +48,19 @@ def markdown(r: Rehearsal) -> str:
     if r.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in r.notes]]
     return "\n".join(lines) + "\n"
+
+
+def new_path(data_root: Path, label: str) -> Path:
+    """A fresh report file `DATA/rehearsals/<UTC time>-<label>.md` (with -2, -3, ... when
+    reports come within one second: none overwrites another)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = data_root / "rehearsals"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, n = folder / f"{stamp}-{label}.md", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stamp}-{label}-{n}.md"
+    return path
 
 
 def summary(r: Rehearsal) -> str:
