@@ -74,9 +74,11 @@ from cambio.model.commands import (
     EndPromotion,
     Halt,
     MarkUpgrade,
+    MarkWithdrawalBroadcast,
     RequestWithdrawal,
     Resume,
     ReturnWithdrawal,
+    SendWithdrawal,
     SetFunding,
     SetGlobalMode,
     SetMarketMode,
@@ -104,9 +106,11 @@ from cambio.model.events import (
     Trade,
     Transferred,
     UpgradePhase,
+    WithdrawalBroadcast,
     WithdrawalCompleted,
     WithdrawalHeld,
     WithdrawalReturned,
+    WithdrawalSent,
 )
 from cambio.model.ledger import FEE_ACCOUNT, TRADE_LEDGER_IDS
 
@@ -146,12 +150,18 @@ class Rejected(Exception):
         self.error = error
 
 
+QUEUED, SENT, BROADCAST = 0, 1, 2  # a pending withdrawal's stage
+
+
 class Withdrawal(msgspec.Struct, kw_only=True):
     account: int
     asset: int
     amount: int
     fee: int
     ref: str
+    address: str = ""
+    stage: int = QUEUED
+    txid: str = ""
 
 
 def _trigger_dir(ordertype: str, side: int) -> int:
@@ -216,6 +226,8 @@ class Exchange:
             RequestWithdrawal: self._request_withdrawal,
             CompleteWithdrawal: self._complete_withdrawal,
             ReturnWithdrawal: self._return_withdrawal,
+            SendWithdrawal: self._send_withdrawal,
+            MarkWithdrawalBroadcast: self._withdrawal_broadcast,
             Transfer: self._transfer,
             SetMarketMode: self._set_market_mode,
             SetGlobalMode: self._set_global_mode,
@@ -1375,7 +1387,12 @@ class Exchange:
         a.held[asset] += total
         self.funding_refs.add(cmd.ref)
         self.withdrawals[cmd.ref] = Withdrawal(
-            account=cmd.account, asset=asset, amount=cmd.amount, fee=cmd.fee, ref=cmd.ref
+            account=cmd.account,
+            asset=asset,
+            amount=cmd.amount,
+            fee=cmd.fee,
+            ref=cmd.ref,
+            address=cmd.address,
         )
         self._out.append(
             WithdrawalHeld(
@@ -1411,10 +1428,32 @@ class Exchange:
             )
         )
 
+    def _send_withdrawal(self, cmd: SendWithdrawal) -> None:
+        w = self.withdrawals.get(cmd.ref)
+        if w is None:
+            raise Rejected(E.FUNDING_UNKNOWN_REF)
+        if w.stage != QUEUED:
+            raise Rejected(E.FUNDING_CANCEL_DENIED)
+        if not self.withdrawals_on[w.asset]:
+            raise Rejected(E.FUNDING_DISABLED)
+        w.stage = SENT
+        self._out.append(WithdrawalSent(account=w.account, ref=w.ref))
+
+    def _withdrawal_broadcast(self, cmd: MarkWithdrawalBroadcast) -> None:
+        w = self.withdrawals.get(cmd.ref)
+        if w is None:
+            raise Rejected(E.FUNDING_UNKNOWN_REF)
+        if w.stage == QUEUED or not cmd.txid:
+            raise Rejected(E.FUNDING_INVALID_REF)
+        w.stage, w.txid = BROADCAST, cmd.txid
+        self._out.append(WithdrawalBroadcast(account=w.account, ref=w.ref, txid=cmd.txid))
+
     def _return_withdrawal(self, cmd: ReturnWithdrawal) -> None:
         w = self.withdrawals.get(cmd.ref)
         if w is None or (cmd.account and w.account != cmd.account):
             raise Rejected(E.FUNDING_UNKNOWN_REF)
+        if w.stage != QUEUED and not (cmd.failed and not cmd.account):
+            raise Rejected(E.FUNDING_CANCEL_DENIED)  # custody may still pay it
         del self.withdrawals[cmd.ref]
         a = self.accounts[w.account]
         a.held[w.asset] -= w.amount + w.fee
@@ -1434,9 +1473,15 @@ class Exchange:
         asset = self._resolve_asset(cmd.asset)
         if cmd.amount <= 0 or cmd.src == cmd.dst or cmd.dst < 0 or cmd.src < 0:
             raise Rejected(E.FUNDING_INVALID_AMOUNT)
+        # a ref already seen: this transfer (a credit, say) was made before; checked
+        # before the funds, so a retry says "done already" even when the source is empty
+        if cmd.ref and cmd.ref in self.funding_refs:
+            raise Rejected(E.FUNDING_INVALID_REF)
         src = self.accounts.get(cmd.src)
         if src is None or src.avail[asset] < cmd.amount:
             raise Rejected(E.INSUFFICIENT_FUNDS)
+        if cmd.ref:  # only once nothing can refuse it: a refused transfer may be retried
+            self.funding_refs.add(cmd.ref)
         dst = self._account(cmd.dst)
         src.avail[asset] -= cmd.amount
         dst.avail[asset] += cmd.amount

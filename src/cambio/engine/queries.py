@@ -13,7 +13,18 @@ from typing import Any
 from cambio.engine.exchange import Exchange
 from cambio.model.commands import BUY, SELL
 
-QUERIES = ("balances", "status", "depth", "touch", "orders", "volume", "promotions")
+QUERIES = (
+    "balances",
+    "status",
+    "depth",
+    "touch",
+    "orders",
+    "volume",
+    "promotions",
+    "withdrawals",
+    "known_refs",
+    "totals",
+)
 
 
 def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
@@ -35,6 +46,22 @@ def balances(ex: Exchange, account: int) -> dict[str, list[int]]:
         for spec in ex.config.assets
         if a.avail[spec.index] or a.held[spec.index]
     }
+
+
+def totals(ex: Exchange) -> dict[str, Any]:
+    """Every account's holdings (available + held) per asset, and each asset's supply as
+    the engine keeps it (deposits - completed withdrawals): {"supply": {asset id: units},
+    "accounts": [[account, {asset id: units}], ...]} (assets an account has nothing in are
+    left out). O(accounts x assets): the conservation monitor's one full look at start,
+    never a per-batch question."""
+    ids = [spec.id for spec in ex.config.assets]
+    accounts = []
+    for account, a in ex.accounts.items():
+        pairs = zip(ids, a.avail, a.held, strict=True)
+        held = {asset: v + h for asset, v, h in pairs if v or h}
+        if held:
+            accounts.append([account, held])
+    return {"supply": dict(zip(ids, ex.supply, strict=True)), "accounts": accounts}
 
 
 def status(ex: Exchange) -> dict[str, Any]:
@@ -62,6 +89,29 @@ def touch(ex: Exchange, pair: str) -> list[int]:
     checks after every batch."""
     book = ex.market(pair).book
     return [book.best_bid(), book.best_ask()]
+
+
+def withdrawals(ex: Exchange) -> list[dict[str, Any]]:
+    """Every pending withdrawal, in request order: what the funding worker works through.
+    `stage` is 0 queued, 1 sent to custody, 2 broadcast (with its `txid`)."""
+    return [
+        {
+            "ref": w.ref,
+            "account": w.account,
+            "asset": ex.config.assets[w.asset].id,
+            "amount": w.amount,
+            "fee": w.fee,
+            "address": w.address,
+            "stage": w.stage,
+            "txid": w.txid,
+        }
+        for w in ex.withdrawals.values()
+    ]
+
+
+def known_refs(ex: Exchange, refs: list[str]) -> list[str]:
+    """Those of `refs` the engine has seen as a deposit, withdrawal or transfer ref."""
+    return [r for r in refs if r in ex.funding_refs]
 
 
 def orders(ex: Exchange, pair: str, count: int) -> dict[str, list[list[Any]]]:

@@ -95,12 +95,15 @@ class FundingDoc(msgspec.Struct, array_like=True):
     withdrawals: bool
 
 
-class WithdrawalDoc(msgspec.Struct):
+class WithdrawalDoc(msgspec.Struct, omit_defaults=True):
     ref: str
     account: int
     asset: str
     amount: int
     fee: int
+    address: str = ""
+    stage: int = 0
+    txid: str = ""
 
 
 class PromotionDoc(msgspec.Struct):
@@ -208,7 +211,14 @@ def state_doc(ex: Exchange) -> StateDoc:
         orders=[order_doc(ex.orders[k]) for k in sorted(ex.orders)],
         withdrawals=[
             WithdrawalDoc(
-                ref=w.ref, account=w.account, asset=aid[w.asset], amount=w.amount, fee=w.fee
+                ref=w.ref,
+                account=w.account,
+                asset=aid[w.asset],
+                amount=w.amount,
+                fee=w.fee,
+                address=w.address,
+                stage=w.stage,
+                txid=w.txid,
             )
             for _, w in sorted(ex.withdrawals.items())
         ],
@@ -346,8 +356,9 @@ def _load(ex: Exchange, doc: StateDoc) -> None:
         raise ValueError("open orders and book levels disagree")
     for wd in doc.withdrawals:
         ex.withdrawals[wd.ref] = Withdrawal(
-            account=wd.account, asset=aidx[wd.asset], amount=wd.amount, fee=wd.fee, ref=wd.ref
-        )
+            account=wd.account, asset=aidx[wd.asset], amount=wd.amount, fee=wd.fee, ref=wd.ref,
+            address=wd.address, stage=wd.stage, txid=wd.txid,
+        )  # fmt: skip
     ex.funding_refs = set(doc.funding_refs)
     for pd in doc.promotions:
         ex.promos[pd.promo_id] = Promotion(

@@ -108,17 +108,37 @@ class CompleteWithdrawal(Command, tag="withdraw_done"):
     txid: str = ""
 
 
+class SendWithdrawal(Command, tag="withdraw_send"):
+    """The funding worker hands the queued withdrawal `ref` to custody. From then on only
+    custody's outcome ends it: its owner can no longer cancel, the operator no longer
+    return it. Refused while the asset's withdrawals are off (a halt holds the queue)."""
+
+    ref: str
+
+
+class MarkWithdrawalBroadcast(Command, tag="withdraw_broadcast"):
+    """Custody signed and broadcast the sent withdrawal `ref` as transaction `txid`."""
+
+    ref: str
+    txid: str
+
+
 class ReturnWithdrawal(Command, tag="withdraw_return"):
     """The withdrawal `ref` was cancelled or failed: its hold is released. With `account`
-    set (a client's own cancel), only that account's withdrawal is found."""
+    set (a client's own cancel), only that account's withdrawal is found. A withdrawal
+    already sent to custody returns only with `failed` (custody says it was not paid)."""
 
     ref: str
     reason: str = ""
     account: int = 0
+    failed: bool = False
 
 
 class Transfer(Command, tag="transfer"):
-    """Move funds between two accounts (`kind`: transfer, adjustment, credit...)."""
+    """Move funds between two accounts (`kind`: transfer, adjustment, credit...). A
+    non-empty `ref` makes it happen at most once: a transfer whose ref was seen before
+    (any transfer, deposit or withdrawal ref) is refused, so a retried credit never pays
+    twice."""
 
     src: int
     dst: int
@@ -126,6 +146,7 @@ class Transfer(Command, tag="transfer"):
     amount: int
     kind: str = "transfer"
     reason: str = ""
+    ref: str = ""
 
 
 class AddOrder(Command, tag="add_order"):
@@ -283,6 +304,8 @@ AnyCommand = (
     | RequestWithdrawal
     | CompleteWithdrawal
     | ReturnWithdrawal
+    | SendWithdrawal
+    | MarkWithdrawalBroadcast
     | Transfer
     | AddOrder
     | AmendOrder

@@ -52,6 +52,7 @@ class AssetSpec(msgspec.Struct, frozen=True):
     network: str = ""  # the chain for addresses; "" for a fiat method (no addresses)
     withdraw_fee: int = 0  # asset units
     withdraw_min: int = 0  # asset units
+    confirmations: int = 1  # blocks before a deposit is credited
 
 
 class PairSpec(msgspec.Struct, frozen=True):
@@ -157,6 +158,7 @@ def build_config(doc: dict[str, Any]) -> MarketConfig:
             network=str(a.get("network", "")),
             withdraw_fee=to_units(str(a.get("withdraw_fee", "0")), units[a["id"]]),
             withdraw_min=to_units(str(a.get("withdraw_min", "0")), units[a["id"]]),
+            confirmations=int(a.get("confirmations", 1)),
         )
         for i, a in enumerate(raw_assets)
     )

@@ -26,6 +26,8 @@ FUNDING_INVALID_AMOUNT = "EFunding:Invalid amount"
 FUNDING_UNKNOWN_REF = "EFunding:Unknown reference id"
 FUNDING_INVALID_REF = "EFunding:Invalid reference id"
 FUNDING_DISABLED = "EFunding:Funding temporarily disabled"
+# Kraken's words for a withdrawal already being processed (WithdrawCancel's cancel-denied)
+FUNDING_CANCEL_DENIED = "EFunding:Withdrawal already processing"
 
 
 def invalid_price_decimals(pair_altname: str, decimals: int) -> str:

@@ -147,6 +147,21 @@ class WithdrawalReturned(Event, tag="withdrawal_returned"):
     reason: str
 
 
+class WithdrawalSent(Event, tag="withdrawal_sent"):
+    """The withdrawal went to custody: it can no longer be cancelled."""
+
+    account: int
+    ref: str
+
+
+class WithdrawalBroadcast(Event, tag="withdrawal_broadcast"):
+    """Custody broadcast the withdrawal as `txid`; it completes once confirmed."""
+
+    account: int
+    ref: str
+    txid: str
+
+
 class Transferred(Event, tag="transferred"):
     """Ledger ids: ``ledger_id`` debits `src`, ``ledger_id + 1`` credits `dst`."""
 
@@ -234,6 +249,8 @@ AnyEvent = (
     | WithdrawalHeld
     | WithdrawalCompleted
     | WithdrawalReturned
+    | WithdrawalSent
+    | WithdrawalBroadcast
     | Transferred
     | CommandRejected
     | MarketModeChanged

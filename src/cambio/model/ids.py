@@ -44,3 +44,9 @@ def parse_id(prefix: str, text: str) -> int:
     if value >= 2**63:  # ids are signed 64-bit in the engine and the read models
         raise ValueError(f"not a {prefix} id: {text!r}")
     return value
+
+
+def is_chain_txid(ref: str) -> bool:
+    """Whether a funding ref is a chain transaction id (64 hex digits), as the funding
+    worker uses for the deposits it credits; operator credits use other refs."""
+    return len(ref) == 64 and all(c in "0123456789abcdef" for c in ref)

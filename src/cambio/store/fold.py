@@ -25,10 +25,12 @@ from cambio.model.events import (
     OrderTriggered,
     Trade,
     Transferred,
+    WithdrawalBroadcast,
     WithdrawalCompleted,
     WithdrawalHeld,
     WithdrawalReturned,
 )
+from cambio.model.ids import is_chain_txid
 from cambio.model.ledger import postings
 from cambio.store.valuation import UsdValuation
 
@@ -112,6 +114,7 @@ class Fold:
             WithdrawalHeld: self._withdrawal_held,
             WithdrawalCompleted: self._withdrawal_completed,
             WithdrawalReturned: self._withdrawal_returned,
+            WithdrawalBroadcast: self._withdrawal_broadcast,
             Transferred: self._transferred,
         }
 
@@ -190,7 +193,8 @@ class Fold:
         refid = e.ref or f"D{e.ledger_id}"
         asset = self.asset_ids[e.asset]
         row = _funding_row(refid, "deposit", e.account, asset, e.amount, 0, "Success", seq, ts)
-        self.funding[refid] = row | {"closed_ts": ts}
+        txid = e.ref if is_chain_txid(e.ref) else ""
+        self.funding[refid] = row | {"closed_ts": ts, "txid": txid}
 
     def _withdrawal_held(self, e: WithdrawalHeld, seq: int, ts: int) -> None:
         row = _funding_row(e.ref, "withdrawal", e.account, self.asset_ids[e.asset], e.amount,
@@ -209,6 +213,10 @@ class Fold:
     def _withdrawal_completed(self, e: WithdrawalCompleted, seq: int, ts: int) -> None:
         self._postings(e, seq, ts, 0, e.ref)
         self._withdrawal(e.ref).update(status="Success", txid=e.txid, closed_ts=ts)
+
+    def _withdrawal_broadcast(self, e: WithdrawalBroadcast, seq: int, ts: int) -> None:
+        # Kraken's "Settled": on the network, not yet final
+        self._withdrawal(e.ref).update(status="Settled", txid=e.txid)
 
     def _withdrawal_returned(self, e: WithdrawalReturned, seq: int, ts: int) -> None:
         prop = "canceled" if e.reason == "canceled" else "return"
