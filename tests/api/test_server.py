@@ -16,13 +16,15 @@ import httpx
 import pytest
 
 CAMBIO = [sys.executable, "-m", "cambio"]
+UNGUARDED = ["--price-band", "1000", "--vol-pct", "0"]  # the market breakers, off
 
 
 def start(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     proc = subprocess.Popen(
-        # API tests trade far apart on purpose (40,000 against 60,000): no price band
-        # unless a test sets one (tests/ops/test_monitor.py); the last option given wins
-        [*CAMBIO, "serve", "--data", str(data), "--port", "0", "--price-band", "1000", *args],
+        # API tests trade far apart on purpose (40,000 against 60,000): no price band and
+        # no volatility breaker unless a test sets one (tests/ops/test_monitor.py); the
+        # last option given wins
+        [*CAMBIO, "serve", "--data", str(data), "--port", "0", *UNGUARDED, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

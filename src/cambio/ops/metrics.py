@@ -2,11 +2,11 @@
 
 Counted as things happen (cheap, once per batch or per command): commands sequenced by
 type, group-commit sizes, acknowledgement latency of every command that was waited for.
-Read when scraped (never on the hot path): engine and read-model lag, journal position,
-open orders and book depth per market, WebSocket clients, monitor breaches by kind, the
-engine upgrade's phase, shadow lag and divergences. Names follow Prometheus conventions
-(`cambio_` prefix, `_total` counters, base units); docs/grafana-dashboard.json charts
-them.
+Read when scraped (never on the hot path): journal, engine and read-model lag, journal
+position, open orders and book depth per market, WebSocket clients, monitor alerts by
+kind, the engine upgrade's phase, shadow lag and divergences. Names follow Prometheus
+conventions (`cambio_` prefix, `_total` counters, base units);
+docs/grafana-dashboard.json charts them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from cambio.model.commands import Command
 from cambio.model.events import Event
+from cambio.ops.monitor import KINDS
 from cambio.runtime.service import ExchangeService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -90,6 +91,8 @@ class _State(Collector):
         journal = service.recovered.journal
         yield _gauge("cambio_journal_last_seq", "Last durable command.", journal.last_seq)
         yield _gauge("cambio_applied_seq", "Last command the engine applied.", seq.applied_seq)
+        yield _gauge("cambio_journal_lag_commands",
+                     "Commands accepted and not yet durable.", seq.queued)  # fmt: skip
         yield _gauge("cambio_engine_lag_commands",
                      "Durable commands the engine has not applied yet.",
                      journal.last_seq - seq.applied_seq)  # fmt: skip
@@ -112,9 +115,9 @@ class _State(Collector):
             for side in ("bids", "asks"):
                 depth.add_metric([p.id, side], len(book[side]))
             modes.add_metric([p.id, status["markets"][p.id]], 1)
-        trips = CounterMetricFamily("cambio_breaker_trips", "Monitor breaches since start, "
+        trips = CounterMetricFamily("cambio_breaker_trips", "Monitor alerts since start, "
                                     "by kind (cambio.ops.monitor).", labels=["kind"])  # fmt: skip
-        for kind in ("crossed_book", "negative_balance", "price_band"):
+        for kind in KINDS:
             trips.add_metric([kind], self.trips().get(kind, 0))
         yield from (orders, depth, modes, trips)
         if self.upgrade is not None:

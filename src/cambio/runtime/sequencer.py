@@ -78,6 +78,7 @@ class Sequencer:
         self._unrecorded: list[list[Event]] = list(unrecorded or [])
         self._unrecorded_from = journal.outputs_through + 1
         self._writing: tuple[int, list[list[Event]]] = (0, [])  # events in the write in flight
+        self._writing_cmds = 0  # commands in the write in flight
         if self._unrecorded_from + len(self._unrecorded) != self._next_seq:
             raise ValueError("the events handed over must be those of the journal's last commands")
         self._intake: list[tuple[Command, asyncio.Future[Result] | None]] = []
@@ -157,6 +158,7 @@ class Sequencer:
             self._unrecorded = []
             self._unrecorded_from += len(outs)
             self._writing = (out_seq, outs)
+            self._writing_cmds = len(cmds)
             try:
                 await loop.run_in_executor(self._io, self.journal.append, cmds, out_seq, outs)
             except BaseException as exc:
@@ -164,6 +166,7 @@ class Sequencer:
                 return
             finally:
                 self._writing = (0, [])
+                self._writing_cmds = 0
             self._next_seq = seq
             self._last_ts = ts
             self.batches += 1
@@ -241,6 +244,11 @@ class Sequencer:
     def resume(self) -> None:
         self._paused = False
         self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        """Commands accepted and not yet durable (waiting for, or in, a journal write)."""
+        return len(self._intake) + self._writing_cmds
 
     @property
     def paused(self) -> bool:

@@ -83,6 +83,17 @@ class ExchangeService:
         while self.projection.projected_seq < target and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
 
+    def lags(self) -> dict[str, int]:
+        """How far behind each stage is, in commands: `journal` accepted and not yet
+        durable, `engine` durable and not yet applied, `readmodels` applied and not yet in
+        the read models. Cheap (a few reads): monitors, heartbeats and metrics ask."""
+        seq, rec = self.sequencer, self.recovered
+        assert seq is not None and rec is not None
+        out = {"journal": seq.queued, "engine": rec.journal.last_seq - seq.applied_seq}
+        if self.projection is not None:
+            out["readmodels"] = seq.applied_seq - self.projection.projected_seq
+        return out
+
     @property
     def host(self) -> EngineHost:
         assert self.recovered is not None

@@ -23,7 +23,10 @@ engine produced which events, and status pages can follow without anyone typing)
   since genesis, microseconds).
 * **verifying**: the old engine keeps shadowing the new primary. A divergence rolls back
   automatically (policy `rollback`) or moves the affected market to cancel_only (policy
-  `cancel_only`).
+  `cancel_only`). So does an engine fault a monitor sees (crossed book, negative balance,
+  conservation: `on_breach`, which the server connects to cambio.ops.monitor): the
+  monitor has already moved the markets (or halted, for conservation), and policy
+  `rollback` also puts the previous engine back, the reason naming the breach.
 * **rollback**: the same pause and switch back to the old engine, then a snapshot at
   once, so a restart never replays the new engine's divergent events with the old one.
 * **complete**: the old engine is let go.
@@ -39,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cambio.engine.snapshot import snapshot_state_hash
 from cambio.model.commands import MarkUpgrade, SetMarketMode
@@ -60,6 +63,16 @@ PAUSE_TIMEOUT_S = 5.0  # the longest a cutover keeps intake paused before giving
 POLICIES = ("rollback", "cancel_only")
 # phases from which an upgrade may go on to shadowing
 IDLE = ("idle", "rehearsing", "scheduled", "completed", "rolled_back", "aborted")
+
+
+class Breach(Protocol):
+    """What the manager needs of a monitor's alert (cambio.ops.monitor.Alert)."""
+
+    kind: str
+    text: str
+
+    @property
+    def engine_fault(self) -> bool: ...
 
 
 class UpgradeRefused(Exception):
@@ -83,6 +96,7 @@ class UpgradeManager:
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    _rolling_back: asyncio.Task[None] | None = None  # an automatic rollback under way
 
     # ------------------------------------------------------------------ reading
     def status(self) -> dict[str, Any]:
@@ -354,10 +368,31 @@ class UpgradeManager:
         assert loop is not None
         reason = f"the new engine diverged from the previous one at seq {d.seq}"
         if self.policy == "rollback":
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._auto_rollback(reason)))
+            loop.call_soon_threadsafe(self._begin_rollback, reason)
         else:
             pair = getattr(d.command, "pair", None)
             loop.call_soon_threadsafe(lambda: loop.create_task(self._halt_pair(pair, reason)))
+
+    def on_breach(self, breach: Breach) -> None:
+        """A monitor's alert (on the loop, from the sequencer's hook). One only an engine
+        bug makes, during the verification after a cutover, makes the new engine the
+        suspect: with policy `rollback` the previous one is put back, as on a divergence.
+        Under policy cancel_only the monitor's own action (cancel_only, or a halt) stands.
+        Market events (price band, volatility) and lags are no engine's fault."""
+        if not breach.engine_fault or self.phase != "verifying" or self.shadow is None:
+            return
+        reason = f"monitor breach after the cutover: {breach.kind}: {breach.text}"
+        if self.policy == "rollback":
+            self._begin_rollback(reason)
+        else:
+            log.error("%s; policy cancel_only: roll back by hand if needed", reason)
+
+    def _begin_rollback(self, reason: str) -> None:
+        """Start an automatic rollback on the loop, unless one is under way (a divergence
+        and a breach, or a burst of breaches, roll back once)."""
+        if self._rolling_back is not None and not self._rolling_back.done():
+            return
+        self._rolling_back = asyncio.get_running_loop().create_task(self._auto_rollback(reason))
 
     async def _auto_rollback(self, reason: str) -> None:
         try:
