@@ -29,13 +29,15 @@ class Admin:
         self.url = info["admin_url"]
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(self, path: str, body: dict[str, Any] | None = None, timeout: float = 60) -> Any:
         """POST `body` (GET when None) and return the result, or exit with the error."""
         try:
             if body is None:
-                reply = httpx.get(self.url + path, headers=self.headers, timeout=60)
+                reply = httpx.get(self.url + path, headers=self.headers, timeout=timeout)
             else:
-                reply = httpx.post(self.url + path, json=body, headers=self.headers, timeout=60)
+                reply = httpx.post(
+                    self.url + path, json=body, headers=self.headers, timeout=timeout
+                )
         except httpx.TransportError as exc:
             raise click.ClickException(f"cannot reach the server at {self.url}: {exc}") from None
         answer = reply.json()
@@ -83,6 +85,8 @@ def admin(ctx: click.Context, data_dir: Path) -> None:
       cambio admin key create alice --permissions query_funds,query_orders
       cambio admin key revoke <api_key>
       cambio admin address add alice XBT cold bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh
+      cambio admin account totp enable alice
+      cambio admin account totp disable alice --reason "lost phone, identity checked"
       cambio admin withdrawal list
       cambio admin withdrawal complete <refid> --txid <network txid>
       cambio admin mode set cancel_only --pair XBTUSD --reason "price feed down"
@@ -150,6 +154,31 @@ def account_deposit(data_dir: Path, account_ref: str, asset: str, amount: str) -
     _echo(Admin(data_dir).call("/v1/deposits", body))
 
 
+@account.group()
+def totp() -> None:
+    """The account's second factor: a TOTP code (authenticator app) to withdraw and to
+    change withdrawal addresses."""
+
+
+@totp.command("enable")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.pass_obj
+def totp_enable(data_dir: Path, account_ref: str) -> None:
+    """Turn TOTP on for ACCOUNT; print its secret and otpauth:// URI (hand them to the
+    holder only, for their authenticator app; they are not shown again)."""
+    _echo(Admin(data_dir).call("/v1/accounts/totp", {"account": _account(account_ref)}))
+
+
+@totp.command("disable")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--reason", required=True, help="Why (kept with the account, and logged).")
+@click.pass_obj
+def totp_disable(data_dir: Path, account_ref: str, reason: str) -> None:
+    """Turn TOTP off for ACCOUNT (e.g. a lost phone, once the holder is verified)."""
+    body = {"account": _account(account_ref), "reason": reason}
+    _echo(Admin(data_dir).call("/v1/accounts/totp/disable", body))
+
+
 @admin.group()
 def address() -> None:
     """Register the addresses an account may withdraw to."""
@@ -160,13 +189,18 @@ def address() -> None:
 @click.argument("asset")
 @click.argument("key_name", metavar="KEY")
 @click.argument("address_text", metavar="ADDRESS")
+@click.option("--otp", metavar="CODE", help="The holder's current TOTP code: required when "
+              "the account has TOTP on (or the server requires it).")  # fmt: skip
 @click.pass_obj
 def address_add(
-    data_dir: Path, account_ref: str, asset: str, key_name: str, address_text: str
-) -> None:
+    data_dir: Path, account_ref: str, asset: str, key_name: str, address_text: str,
+    otp: str | None,
+) -> None:  # fmt: skip
     """Let ACCOUNT withdraw ASSET to ADDRESS, named KEY (the `key` of Kraken's Withdraw)."""
     body = {"account": _account(account_ref), "asset": asset, "key": key_name,
             "address": address_text}  # fmt: skip
+    if otp is not None:
+        body["otp"] = otp
     _echo(Admin(data_dir).call("/v1/withdraw-addresses", body))
 
 
@@ -373,3 +407,90 @@ def promo_list(data_dir: Path) -> None:
 def promo_end(data_dir: Path, promo_id: str, reason: str) -> None:
     """End promotion ID now."""
     _echo(Admin(data_dir).call("/v1/promotions/end", {"promo_id": promo_id, "reason": reason}))
+
+
+# ---------------------------------------------------------------------- compensation
+COMPENSATE_TIMEOUT = 3600  # seconds: the server reads the whole journal
+
+
+@admin.command()
+@click.option("--basis", type=click.Choice(["waived", "fees-paid"]), required=True,
+              help="waived: what each account would have paid at its fee tier without "
+              "promotions, minus what it paid (with --promotion: what that promotion alone "
+              "took off). fees-paid: the trading fees each account paid (a refund).")  # fmt: skip
+@click.option("--from", "start", metavar="TIME",
+              help="Start of the window (ISO time with its zone), included.")  # fmt: skip
+@click.option("--until", metavar="TIME",
+              help="End of the window (ISO time with its zone), excluded.")  # fmt: skip
+@click.option("--promotion", metavar="ID", help="Only the trades this promotion covered "
+              "(its time, pairs, accounts, scope); the window defaults to its time.")  # fmt: skip
+@click.option("--scope", type=click.Choice(["spot", "margin", "all"]), default="all",
+              show_default=True, help="Which trades count (no margin trading exists yet: "
+              "margin selects nothing).")  # fmt: skip
+@click.option("--pair", "pairs", multiple=True, metavar="PAIR",
+              help="Only this market (XBTUSD or XXBTZUSD). Repeatable. [default: all]")  # fmt: skip
+@click.option("--account", "accounts", multiple=True, metavar="ACCOUNT",
+              help="Only this account (a name or an id). Repeatable. [default: all]")  # fmt: skip
+@click.option("--percent", default="100", show_default=True, metavar="N",
+              help="Pay this percentage of each amount (rounded down).")  # fmt: skip
+@click.option("--credit", is_flag=True,
+              help="Pay the amounts (without it: a dry run that only computes).")  # fmt: skip
+@click.option("--reason", help="With --credit: the ledger entry's reference the trader "
+              "sees in Ledgers (type credit).")  # fmt: skip
+@click.option("--id", "comp_id", metavar="ID", help="Name this compensation. [default: "
+              "derived from --basis, --from, --until and --promotion]")  # fmt: skip
+@click.pass_obj
+def compensate(
+    data_dir: Path,
+    basis: str,
+    start: str | None,
+    until: str | None,
+    promotion: str | None,
+    scope: str,
+    pairs: tuple[str, ...],
+    accounts: tuple[str, ...],
+    percent: str,
+    credit: bool,
+    reason: str | None,
+    comp_id: str | None,
+) -> None:
+    """What an outage or a fee promotion cost each account, from the journal; with
+    --credit, pay it as ledger entries (type credit) from the fee account.
+
+    Prints, per account and asset, the amount (integer units of the asset and an exact
+    decimal string), the number of its trades counted, the totals, and with --credit what
+    became of each credit: credited (with the seq of its command), already_paid or
+    refused (e.g. the fee account lacks the funds: top it up and run again).
+
+    Each credit is paid once: its ref is the compensation id, the account and the asset,
+    and the engine refuses a ref it has seen. Running the same compensation again (same
+    --basis, --from, --until, --promotion, or the same --id) pays nobody twice, even
+    narrowed to other --pair/--account/--scope or another --percent. Credit only a
+    window that is over (--until in the past, or a promotion that has ended).
+
+    \b
+    Examples:
+      # what the spot-fee waiver until month end was worth to each account
+      cambio admin compensate --basis waived --promotion promo-3fa9c1d2
+      # refund the fees paid during a degraded period, half of them
+      cambio admin compensate --basis fees-paid \\
+        --from 2026-11-20T02:00Z --until 2026-11-22T02:00Z --percent 50
+      cambio admin compensate --basis fees-paid \\
+        --from 2026-11-20T02:00Z --until 2026-11-22T02:00Z --percent 50 \\
+        --credit --reason "refund: degraded matching 20-22 Nov"
+    """
+    if credit and not (reason or "").strip():
+        raise click.UsageError("--credit needs --reason (the trader sees it in Ledgers)")
+    if promotion is None and (start is None or until is None):
+        raise click.UsageError("give --from and --until, or --promotion (or both)")
+    body: dict[str, Any] = {"basis": basis, "scope": scope, "percent": percent,
+                            "credit": credit}  # fmt: skip
+    for name, value in (("from", start), ("until", until), ("promotion", promotion),
+                        ("reason", reason), ("id", comp_id)):  # fmt: skip
+        if value:
+            body[name] = value
+    if pairs:
+        body["pairs"] = list(pairs)
+    if accounts:
+        body["accounts"] = [_account(a) for a in accounts]
+    _echo(Admin(data_dir).call("/v1/compensate", body, timeout=COMPENSATE_TIMEOUT))

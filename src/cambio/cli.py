@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cambio import __version__, admin_cli, upgrade_cli
+from cambio import __version__, admin_cli, simchain_cli, upgrade_cli
 from cambio.cli_common import DATA_OPTION, existing, progress
 from cambio.model.decimals import format_units
 
@@ -251,7 +251,65 @@ def demo(steps: int, seed: int) -> None:
     type=click.Choice(["cancel_only", "halt"]),
     default="cancel_only",
     show_default=True,
-    help="What a monitor breach does: the affected markets to cancel_only, or halt all.",
+    help="What a monitor breach does: the affected markets to cancel_only, or halt all. "
+    "A conservation breach (funds that do not add up) always halts.",
+)
+@click.option(
+    "--vol-pct",
+    "vol_pct",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Breaker: trades in a market ranging (high - low, in percent of the low) more than "
+    "this within --vol-window move the market to cancel_only. 0: off.",
+)
+@click.option(
+    "--vol-window",
+    "vol_window_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds of trades (by the journal's time) the volatility breaker looks back over.",
+)
+@click.option(
+    "--heartbeat-s",
+    "heartbeat_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds between writes of DATA/heartbeat.json, which the status service reads.",
+)
+@click.option(
+    "--custody",
+    default="none",
+    show_default=True,
+    help="Where the coins are. none: deposits are credited and withdrawals paid by the "
+    "operator (cambio admin). sim: a simulated chain in DATA/simchain.sqlite (deposit with "
+    "`cambio simchain pay`), the funding worker credits confirmed deposits and pays "
+    "withdrawals. MODULE:CLASS: your own cambio.custody.adapter.CustodyAdapter. "
+    "[default with --demo: sim]",
+)
+@click.option(
+    "--chain-block-s",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="With --custody sim: seconds between simulated blocks (0: only `cambio simchain mine`).",
+)
+@click.option(
+    "--funding-poll",
+    "funding_poll_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With a custody backend: seconds between the funding worker's steps (credit "
+    "confirmed deposits, send, settle and return withdrawals).",
+)
+@click.option(
+    "--require-2fa-withdrawals",
+    is_flag=True,
+    help="Make TOTP mandatory to withdraw and to add withdrawal addresses: an account "
+    "without it (cambio admin account totp enable) is refused, EGeneral:Permission denied.",
 )
 def serve(
     data_dir: Path,
@@ -269,6 +327,13 @@ def serve(
     price_band_pct: float,
     band_window_s: float,
     breach_policy: str,
+    vol_pct: float,
+    vol_window_s: float,
+    heartbeat_s: float,
+    custody: str,
+    chain_block_s: float,
+    funding_poll_s: float,
+    require_2fa_withdrawals: bool,
 ) -> None:
     """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
 
@@ -293,6 +358,11 @@ def serve(
     from cambio.runtime.recovery import EngineDiverged
     from cambio.runtime.service import ServiceOptions
 
+    if custody not in ("none", "sim") and ":" not in custody:
+        raise click.BadParameter("none, sim, or MODULE:CLASS", param_hint="--custody")
+    source = click.get_current_context().get_parameter_source("custody")
+    if demo and source is click.core.ParameterSource.DEFAULT:
+        custody = "sim"  # the demo's deposits and withdrawals go somewhere visible
     options = ServeOptions(
         host=host,
         port=port,
@@ -310,6 +380,13 @@ def serve(
         price_band_pct=price_band_pct,
         band_window_s=band_window_s,
         breach_policy=breach_policy,
+        vol_pct=vol_pct,
+        vol_window_s=vol_window_s,
+        heartbeat_s=heartbeat_s,
+        custody=custody,
+        chain_block_s=chain_block_s,
+        funding_poll_s=funding_poll_s,
+        require_2fa_withdrawals=require_2fa_withdrawals,
     )
     try:
         code = run(DataDir(data_dir), options)
@@ -334,7 +411,14 @@ def serve(
 
 @main.command(short_help="Audit a data directory: replay the journal, check the funds.")
 @DATA_OPTION
-def verify(data_dir: Path) -> None:
+@click.option(
+    "--custody",
+    default="auto",
+    show_default=True,
+    help="The custody backend to reconcile with: auto (the simulated chain if the data "
+    "directory has one), none, sim, or MODULE:CLASS (as `serve --custody`).",
+)
+def verify(data_dir: Path, custody: str) -> None:
     """Replay the journal from genesis in a fresh engine and audit the result.
 
     \b
@@ -342,6 +426,10 @@ def verify(data_dir: Path) -> None:
     that the newest snapshot matches the replayed state, and that funds are
     safe: per asset, all balances (the fee account's included) equal deposits
     minus withdrawals; no balance is negative; no order book is crossed.
+    With a custody backend (the simulated chain when DATA/simchain.sqlite
+    exists, or --custody MODULE:CLASS) the ledger is reconciled with it:
+    every deposit credited as the chain paid it, every withdrawal paid at
+    most once and never both paid and returned.
 
     \b
     Prints one JSON object:
@@ -350,11 +438,25 @@ def verify(data_dir: Path) -> None:
     and exits 0 only if every check held. Read-only: safe beside a running
     server. A progress bar is drawn on a terminal.
     """
+    from cambio.api.keys import KeyStore
+    from cambio.custody.backends import open_custody
+    from cambio.custody.simchain import FILE
     from cambio.runtime.audit import verify as run_verify
 
     data = existing(data_dir)
+    if custody == "auto":
+        custody = "sim" if (data.root / FILE).exists() else "none"
+    wallet = open_custody(custody, data.root, data.config())
+    keys = KeyStore(data.keys) if wallet is not None else None
     with progress("verifying") as (advance, set_total):
-        report = run_verify(data, progress=advance, total=set_total)
+        report = run_verify(
+            data, progress=advance, total=set_total, custody=wallet,
+            owner_of=keys.deposit_owner if keys else None,
+        )  # fmt: skip
+    if wallet is not None:
+        wallet.close()
+    if keys is not None:
+        keys.close()
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if report["ok"] else 1)
 
@@ -425,3 +527,4 @@ def rebuild(data_dir: Path) -> None:
 
 main.add_command(admin_cli.admin)
 main.add_command(upgrade_cli.upgrade)
+main.add_command(simchain_cli.simchain)

@@ -1,9 +1,11 @@
 """`cambio serve`: the embedded exchange in one process: core service plus HTTP servers.
 
 Start-up: take the data directory's lock, recover the engine (progress bar on a
-terminal), bind the public API and the loopback operator API, write DIR/serve.json with
-their URLs and this process's id. SIGTERM or SIGINT: stop accepting connections, answer
-what was already accepted, journal the last events, write a final snapshot, remove
+terminal), take the monitor's full conservation look, bind the public API and the
+loopback operator API, write DIR/serve.json with their URLs and this process's id, then
+write DIR/heartbeat.json every `heartbeat_s` seconds (cambio.ops.heartbeat). SIGTERM or
+SIGINT: heartbeats say "stopping", stop accepting connections, answer what was already
+accepted, journal the last events, write the last heartbeat, a final snapshot, remove
 serve.json. A halted sequencer (a failed disk write, a failing engine) stops the process
 with exit code 1 and no snapshot: the journal is the truth, and the next start recovers.
 """
@@ -31,6 +33,12 @@ from cambio.api.admin import admin_app
 from cambio.api.keys import KeyStore
 from cambio.api.kraken.app import kraken_app
 from cambio.api.kraken.history import History
+from cambio.custody.adapter import CustodyAdapter
+from cambio.custody.backends import open_custody
+from cambio.custody.simchain import SimChain
+from cambio.custody.worker import FundingWorker
+from cambio.ops.heartbeat import FILENAME as HEARTBEAT_FILE
+from cambio.ops.heartbeat import Heartbeat
 from cambio.ops.metrics import Metrics
 from cambio.ops.monitor import Monitor
 from cambio.runtime.datadir import DataDir
@@ -55,6 +63,13 @@ class ServeOptions:
     price_band_pct: float = 10.0  # cambio.ops.monitor: a trade this far from the reference
     band_window_s: float = 60.0  # ... price, the first trade of a window this long
     breach_policy: str = "cancel_only"  # or "halt"
+    custody: str = "none"  # cambio.custody.backends: none, sim or MODULE:CLASS
+    chain_block_s: float = 5.0  # with custody "sim": seconds between simulated blocks
+    funding_poll_s: float = 1.0  # seconds between the funding worker's steps
+    vol_pct: float = 20.0  # cambio.ops.monitor: trades ranging this far (0: no breaker) ...
+    vol_window_s: float = 300.0  # ... within this many seconds move the market
+    heartbeat_s: float = 1.0  # seconds between writes of DIR/heartbeat.json
+    require_2fa_withdrawals: bool = False  # TOTP mandatory to withdraw and add addresses
 
 
 class _Server(uvicorn.Server):
@@ -122,6 +137,19 @@ async def _start_demo(
     return started[0]
 
 
+def _back_demo_funds(service: ExchangeService, custody: CustodyAdapter | None) -> None:
+    """The demo credits its accounts off-chain; a simulated hot wallet that holds the
+    same lets their withdrawals be paid (an operator does this with `simchain fund`)."""
+    if not isinstance(custody, SimChain):
+        return
+    supply = service.host.query("totals")["supply"]
+    for asset in custody.networks:
+        short = supply.get(asset, 0) - custody.balance(asset)
+        if short > 0:
+            custody.fund(asset, short)
+    custody.mine()
+
+
 async def serve(data: DataDir, options: ServeOptions) -> int:
     data.create()
     data.lock()
@@ -142,18 +170,26 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     admin_sock = _bind("127.0.0.1", admin_port)
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
-    kraken = kraken_app(service, keys, history, options.ws_backlog)
+    custody = open_custody(options.custody, data.root, service.config, options.chain_block_s)
+    worker = None
+    if custody is not None:
+        worker = FundingWorker(service, custody, keys.deposit_owner, options.funding_poll_s)
+    kraken = kraken_app(service, keys, history, options.ws_backlog, custody,
+                        options.require_2fa_withdrawals,
+                        worker.pending_deposits if worker else None)  # fmt: skip
     api = _server(kraken)
     upgrades = UpgradeManager(service, data)
     monitor = Monitor(service, options.price_band_pct, options.band_window_s,
-                      options.breach_policy)  # fmt: skip
+                      options.breach_policy, options.vol_pct, options.vol_window_s)  # fmt: skip
+    monitor.start()  # the full conservation look, before any new command
+    monitor.listeners.append(upgrades.on_breach)  # an engine fault rolls a cutover back
     metrics = Metrics(service, lambda: len(kraken.state.feed.status_subscribers), upgrades.status,
                       lambda: monitor.trips)  # fmt: skip
     service.on_ack = metrics.ack.observe
     assert service.sequencer is not None
     service.sequencer.after_batch += [monitor.after_batch, metrics.after_batch]
     admin = _server(admin_app(service, keys, history, data.admin_token(), upgrades, metrics,
-                              monitor))  # fmt: skip
+                              monitor, options.require_2fa_withdrawals))  # fmt: skip
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -167,6 +203,11 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     ]
     while not (api.started and admin.started):
         await asyncio.sleep(0.01)
+    heartbeat = Heartbeat(service, data.root / HEARTBEAT_FILE, options.heartbeat_s,
+                          lambda: len(kraken.state.feed.status_subscribers),
+                          lambda: upgrades.phase, lambda: sum(monitor.trips.values()))  # fmt: skip
+    heartbeat.start()  # the gateways listen: from here on the heartbeat says so
+    watcher = loop.create_task(monitor.watch())
     data.write_serve_info(
         {
             "api_url": _url(api_sock),
@@ -180,26 +221,44 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     print(f"  api    {_url(api_sock)}", file=sys.stderr)
     print(f"  admin  {_url(admin_sock)}  (token in {data.admin_token_path})", file=sys.stderr)
     demo = await _start_demo(service, keys, history, _url(api_sock), options)
+    if demo is not None:
+        _back_demo_funds(service, custody)
+
+    funding = loop.create_task(worker.run()) if worker is not None else None
 
     stopper = loop.create_task(stop.wait())
     await asyncio.wait([core, stopper], return_when=asyncio.FIRST_COMPLETED)
+    heartbeat.stopping = True  # said at once: a planned stop, not an outage
+    heartbeat.write()
     if demo is not None:  # first, so that none of their commands is cut in half
         await demo.stop()
+    if funding is not None:  # between two steps: each is safe to cut (cambio.custody.worker)
+        funding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await funding
     # stop taking connections first, so every request already accepted gets its answer
     api.should_exit = admin.should_exit = True
     await asyncio.gather(*servers, return_exceptions=True)
     await service.shutdown()
     code = 0
+    failure = None
     try:
         await core
     except BaseException as exc:
         log.critical("exchange halted: %r (restart to recover from the journal)", exc)
         code = 1
+        failure = f"exchange halted: {exc!r}"
     stopper.cancel()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await heartbeat.stop(failure)  # the last one, while the engine can still answer
     upgrades.close()
     await service.finish()
     keys.close()
     history.close()
+    if custody is not None:
+        custody.close()
     with contextlib.suppress(FileNotFoundError):
         data.serve_json.unlink()
     data.unlock()

@@ -5,7 +5,9 @@ Replays every command from genesis in a fresh in-process engine and checks:
 * every event the journal recorded is the event the engine produces now;
 * the newest intact snapshot's state hash equals the replayed state at its seq;
 * the invariants of cambio.ops.invariants hold at the end (conservation per asset with
-  the fee account, no negative balance, no crossed book).
+  the fee account, no negative balance, no crossed book);
+* given a custody backend, the ledger reconciles with it transaction by transaction
+  (cambio.custody.reconcile).
 
 The journal is opened read-only: verify never changes a data directory, and can run
 beside a live server (it then audits what was durable when it started).
@@ -16,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cambio.custody.adapter import CustodyAdapter
+from cambio.custody.reconcile import LedgerFunding, reconcile
 from cambio.engine import Exchange
 from cambio.engine.snapshot import state_doc
 from cambio.journal.segments import Journal, JournalCorrupt
@@ -35,8 +39,11 @@ def verify(
     data: DataDir,
     progress: Callable[[int], None] | None = None,
     total: Callable[[int], None] | None = None,
+    custody: CustodyAdapter | None = None,
+    owner_of: Callable[[str], int | None] | None = None,
 ) -> dict[str, Any]:
-    """The audit report (see `cambio verify --help`); report["ok"] says it all held."""
+    """The audit report (see `cambio verify --help`); report["ok"] says it all held.
+    With `custody`, `owner_of(address)` names the account of a deposit address."""
     config = data.config()
     problems: list[str] = []
     notes: list[str] = []
@@ -70,10 +77,12 @@ def verify(
 
     host = InProcessHost(config)
     flows = Flows()
+    funding = LedgerFunding()
 
     def count(cmds: list[Command], results: Sequence[Sequence[Event]]) -> None:
         for events in results:
             flows.add(events)
+            funding.add(events)
 
     replayer = Replayer(journal, host, on_applied=count)
     snapshot_report: dict[str, Any] | None = None
@@ -105,6 +114,14 @@ def verify(
 
     per_asset, broken = check(state_doc(host.engine), flows, [a.id for a in config.assets])
     problems += broken
+    reconciled = None
+    if custody is not None:
+        owes = {asset: totals["balances"] for asset, totals in per_asset.items()}
+        reconciled, broken, in_flight = reconcile(
+            funding, custody, owner_of or (lambda _: None), config, owes
+        )
+        problems += broken
+        notes += in_flight[:MAX_LISTED]
     shown = {}
     for asset, totals in per_asset.items():
         spec = config.asset(asset)
@@ -117,6 +134,7 @@ def verify(
         "chain": host.chain(),
         "snapshot": snapshot_report,
         "per_asset": shown,
+        "custody": reconciled,
         "replay": {
             "seconds": round(replayer.seconds, 3),
             "commands_per_s": round(replayer.rate),

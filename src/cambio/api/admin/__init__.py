@@ -1,5 +1,5 @@
 """The operator API: loopback only, bearer token from DIR/admin.token (mode 0600). One
-module per area: system, accounts, controls, promotions, upgrade_routes.
+module per area: system, accounts, controls, promotions, compensation, upgrade_routes.
 
     POST /v1/commands        a command as JSON ({"type": "deposit", "account": 1, ...}, the
                              msgspec form of cambio.model.commands); answers once it is
@@ -9,8 +9,12 @@ module per area: system, accounts, controls, promotions, upgrade_routes.
                              ("tier": starter|intermediate|pro|unlimited, default pro)
     POST /v1/accounts/tier   {"account": id or name, "tier"}: rate limits, at once
     POST /v1/deposits        {"account": id or name, "asset", "amount": "decimal"}
-    POST /v1/withdraw-addresses  {"account", "asset", "key", "address"}: where the account
-                             may withdraw to, under a name (Kraken's withdrawal key)
+    POST /v1/withdraw-addresses  {"account", "asset", "key", "address", "otp"?}: where the
+                             account may withdraw to, under a name (Kraken's withdrawal
+                             key); "otp": the holder's current code, if TOTP is on
+    POST /v1/accounts/totp   {"account"} -> {"account", "secret", "uri"}: turn the
+                             account's second factor on (refused if it is on already)
+    POST /v1/accounts/totp/disable  {"account", "reason"} -> {"account", "disabled"}
     GET  /v1/withdrawals     ?status=Pending (default; "" for all): the withdrawals
     POST /v1/withdrawals/complete  {"refid", "txid"}: it left on the network
     POST /v1/withdrawals/return    {"refid", "reason"}: refused or failed; funds released
@@ -30,6 +34,15 @@ module per area: system, accounts, controls, promotions, upgrade_routes.
                              "reason"}: a fee promotion
     GET  /v1/promotions      every promotion: state, rates in percent, times in ISO
     POST /v1/promotions/end  {"promo_id", "reason"}
+    POST /v1/compensate      {"basis": "fees-paid"|"waived", "from"?, "until"? (ISO with
+                             zone; a window, a "promotion" id, or both), "scope"?
+                             spot|margin|all, "pairs"?, "accounts"?, "percent"? (100),
+                             "id"?, "credit"?: bool, "reason" (with credit)}: what each
+                             account paid in fees, or what promotions waived, from the
+                             journal (cambio.ops.compensate); with credit, each amount is
+                             paid from the fee account as a ledger entry of type credit,
+                             once per compensation id, account and asset ("credits":
+                             credited, already_paid or refused, with seq and error)
     GET  /v1/alerts          the monitor's breaches (newest first) and settings
     GET  /metrics            Prometheus text format (cambio.ops.metrics), same token
     GET  /v1/upgrade         the engine upgrade: phase, candidate, shadow lag and
@@ -54,7 +67,14 @@ import hmac
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cambio.api.admin import accounts, controls, promotions, system, upgrade_routes
+from cambio.api.admin import (
+    accounts,
+    compensation,
+    controls,
+    promotions,
+    system,
+    upgrade_routes,
+)
 from cambio.api.admin.context import AdminContext
 from cambio.api.envelope import error
 from cambio.api.keys import KeyStore
@@ -89,8 +109,10 @@ def admin_app(
     upgrades: UpgradeManager | None = None,
     metrics: Metrics | None = None,
     monitor: Monitor | None = None,
+    require_2fa_withdrawals: bool = False,
 ) -> ASGIApp:
-    ctx = AdminContext(service, keys, history, upgrades, metrics, monitor)
-    areas = (system, accounts, controls, promotions, upgrade_routes)
+    ctx = AdminContext(service, keys, history, upgrades, metrics, monitor,
+                       require_2fa_withdrawals=require_2fa_withdrawals)  # fmt: skip
+    areas = (system, accounts, controls, promotions, compensation, upgrade_routes)
     app = Starlette(routes=[route for area in areas for route in area.routes(ctx)])
     return BearerToken(app, token)

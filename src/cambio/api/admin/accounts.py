@@ -1,4 +1,5 @@
-"""Operator endpoints for accounts, API keys, deposits and withdrawals."""
+"""Operator endpoints for accounts, their second factor (TOTP), API keys, deposits,
+withdrawal addresses and withdrawals."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cambio.api.admin.context import (
     body_of,
     endpoint,
     permissions_of,
+    reason_of,
 )
 from cambio.api.kraken.limits import DEFAULT_TIER
 from cambio.model.commands import CompleteWithdrawal, ReturnWithdrawal
@@ -65,8 +67,27 @@ def routes(ctx: AdminContext) -> list[Route]:
         except KeyError:
             raise AdminError(f"unknown asset {body.get('asset')!r}") from None
         key, address = str(body.get("key") or ""), str(body.get("address") or "")
-        keys.add_withdraw_address(account, asset, key, address)
+        otp = body.get("otp")
+        # the holder's code even here: the operator acts for the holder, and under the
+        # policy no address is added without the holder's second factor
+        keys.add_withdraw_address(
+            account, asset, key, address, otp=None if otp in (None, "") else str(otp),
+            require_otp=ctx.require_2fa_withdrawals,
+        )  # fmt: skip
         return {"account": account, "asset": asset, "key": key, "address": address}
+
+    async def totp_enable(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        made = keys.totp_enable(ctx.account_of(body.get("account")))
+        return {"account": made.account, "secret": made.secret, "uri": made.uri}
+
+    async def totp_disable(request: Request) -> dict[str, Any]:
+        body = await body_of(request)
+        account = ctx.account_of(body.get("account"))
+        reason = reason_of(body)
+        if not keys.totp_disable(account, reason):
+            raise AdminError(f"account {account} has no TOTP enabled")
+        return {"account": account, "disabled": True, "reason": reason}
 
     async def list_withdrawals(request: Request) -> dict[str, Any]:
         await ctx.service.read_models_current()
@@ -123,6 +144,8 @@ def routes(ctx: AdminContext) -> list[Route]:
     return [
         Route("/v1/accounts", endpoint(create_account), methods=["POST"]),
         Route("/v1/accounts/tier", endpoint(set_tier), methods=["POST"]),
+        Route("/v1/accounts/totp", endpoint(totp_enable), methods=["POST"]),
+        Route("/v1/accounts/totp/disable", endpoint(totp_disable), methods=["POST"]),
         Route("/v1/deposits", endpoint(create_deposit), methods=["POST"]),
         Route("/v1/withdraw-addresses", endpoint(add_address), methods=["POST"]),
         Route("/v1/withdrawals", endpoint(list_withdrawals), methods=["GET"]),

@@ -14,7 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cambio.api.envelope import error, halted, ok
-from cambio.api.keys import DEFAULT_PERMISSIONS, KeyStore, KeyStoreError, check_permissions
+from cambio.api.keys import (
+    DEFAULT_PERMISSIONS,
+    KeyStore,
+    KeyStoreError,
+    SecondFactorRefused,
+    check_permissions,
+)
+from cambio.api.kraken.funding import OTP_ERRORS
 from cambio.api.kraken.history import History
 from cambio.model.commands import Command, Deposit
 from cambio.model.config import MarketConfig
@@ -39,6 +46,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         try:
             return ok(await handler(request))
+        except SecondFactorRefused as exc:  # as the Kraken API answers it
+            return error(OTP_ERRORS[exc.reason])
         except (AdminError, KeyStoreError, InvalidCommand) as exc:
             return error(f"EGeneral:Invalid arguments:{exc}")
         except UpgradeRefused as exc:
@@ -114,6 +123,7 @@ class AdminContext:
     upgrades: UpgradeManager | None = None
     metrics: Metrics | None = None
     monitor: Monitor | None = None
+    require_2fa_withdrawals: bool = False  # serve's policy: TOTP mandatory for addresses
 
     @property
     def config(self) -> MarketConfig:

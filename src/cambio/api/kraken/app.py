@@ -11,6 +11,7 @@ python-kraken-sdk treat any other status as a transport failure.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from cambio.api.kraken.public import PublicApi
 from cambio.api.kraken.tokens import LIFETIME_S, Tokens
 from cambio.api.kraken.trading import Trading
 from cambio.api.kraken.ws import WsApi
+from cambio.custody.adapter import CustodyAdapter, Incoming
 from cambio.runtime.host import EngineHost
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
 from cambio.runtime.service import ExchangeService
@@ -52,7 +54,13 @@ def internal_error(request: Request) -> Response:
 
 
 def kraken_app(
-    service: ExchangeService, keys: KeyStore, history: History, ws_backlog: int = BACKLOG
+    service: ExchangeService,
+    keys: KeyStore,
+    history: History,
+    ws_backlog: int = BACKLOG,
+    custody: CustodyAdapter | None = None,
+    require_2fa_withdrawals: bool = False,
+    pending_deposits: Callable[[int], list[Incoming]] | None = None,
 ) -> Starlette:
     config = service.config
 
@@ -63,7 +71,10 @@ def kraken_app(
     tokens = Tokens()
     limits = RateLimits(keys.tier_of)
     trading = Trading(config, service.execute, service.read_models_current, history, limits)
-    private = PrivateApi(config, host, trading, service.read_models_current, history, keys)
+    private = PrivateApi(
+        config, host, trading, service.read_models_current, history, keys, custody,
+        require_2fa_withdrawals, pending_deposits,
+    )  # fmt: skip
     feed = Feed(config, host)
     assert service.sequencer is not None
     service.sequencer.after_batch.append(feed.on_batch)

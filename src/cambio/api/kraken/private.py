@@ -21,6 +21,7 @@ from cambio.api.kraken.orders import add_order, invalid
 from cambio.api.kraken.params import flag, integer, names, optional_integer
 from cambio.api.kraken.public import rfc3339
 from cambio.api.kraken.trading import Trading, cancel_command, order_id_of
+from cambio.custody.adapter import CustodyAdapter, Incoming
 from cambio.model.commands import CancelOrder, Command
 from cambio.model.config import FeeTier, MarketConfig
 from cambio.model.decimals import format_units
@@ -51,13 +52,19 @@ class PrivateApi:
         read_models_current: Callable[[], Awaitable[None]],
         history: History,
         keys: KeyStore,
+        custody: CustodyAdapter | None = None,
+        require_2fa_withdrawals: bool = False,
+        pending_deposits: Callable[[int], list[Incoming]] | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.current = read_models_current
         self.history = history
         self.trading = trading
-        funding = FundingApi(config, host, trading, read_models_current, history, keys)
+        funding = FundingApi(
+            config, host, trading, read_models_current, history, keys, custody,
+            require_2fa=require_2fa_withdrawals, pending=pending_deposits,
+        )  # fmt: skip
         funds, orders, trade, withdraw = "query_funds", "query_orders", "trade", "withdraw"
         self.methods: dict[str, Method] = {
             "DepositMethods": Method(funds, funding.deposit_methods),
@@ -69,6 +76,9 @@ class PrivateApi:
             "Withdraw": Method(withdraw, funding.withdraw),
             "WithdrawStatus": Method(funds, funding.withdraw_status),
             "WithdrawCancel": Method(withdraw, funding.withdraw_cancel),
+            # cambio's extensions: Kraken registers withdrawal addresses on its website only
+            "AddWithdrawAddress": Method(withdraw, funding.add_withdraw_address),
+            "RemoveWithdrawAddress": Method(withdraw, funding.remove_withdraw_address),
             "Balance": Method(funds, self.balance),
             "BalanceEx": Method(funds, self.balance_ex),
             "TradeBalance": Method(funds, self.trade_balance),
