@@ -310,7 +310,7 @@ def funding() -> None:
 def funding_set(
     data_dir: Path, asset: str, deposits: str | None, withdrawals: str | None, reason: str
 ) -> None:
-    """Turn deposits and/or withdrawals of ASSET (XBT or XXBT) on or off."""
+    """Turn deposits and/or withdrawals of ASSET (XBT or XXBT, or all) on or off."""
     if deposits is None and withdrawals is None:
         raise click.UsageError("give --deposits and/or --withdrawals")
     body = {"asset": asset, "deposits": _on(deposits), "withdrawals": _on(withdrawals),

@@ -24,7 +24,7 @@ module per area: system, accounts, controls, promotions, compensation, upgrade_r
     GET  /v1/state           applied seq, journal position, state hash, hash chain
     POST /v1/snapshot        take a snapshot now; its seq
     POST /v1/mode            {"mode", "pair"?, "reason"}: a market's mode, or the global one
-    POST /v1/funding         {"asset", "deposits"?: bool, "withdrawals"?: bool, "reason"}
+    POST /v1/funding         {"asset" (or "all"), "deposits"?: bool, "withdrawals"?: bool, "reason"}
     POST /v1/halt            {"reason"}: every market to maintenance, withdrawals off;
                              orders, balances and pending withdrawals stay as they are
     POST /v1/resume          {"reason", "staged"?, "cancel_only_s"?, "post_only_s"?}:

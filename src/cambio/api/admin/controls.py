@@ -46,10 +46,17 @@ def routes(ctx: AdminContext) -> list[Route]:
         deposits, withdrawals = switch(body, "deposits"), switch(body, "withdrawals")
         if deposits is None and withdrawals is None:
             raise AdminError("turn deposits or withdrawals on or off")
-        cmd = SetFunding(asset=str(body.get("asset")), deposits=deposits,
-                         withdrawals=withdrawals, reason=reason_of(body))  # fmt: skip
-        return {"seq": await ctx.applied(cmd, "funding"), "asset": ctx.config.asset(cmd.asset).id,
-                "deposits": deposits, "withdrawals": withdrawals}  # fmt: skip
+        asset, reason = str(body.get("asset")), reason_of(body)
+        # "all": one command per asset, as after a halt when every withdrawal comes back
+        assets = [a.id for a in ctx.config.assets] if asset == "all" else [asset]
+        seqs = []
+        for name in assets:
+            cmd = SetFunding(asset=name, deposits=deposits, withdrawals=withdrawals,
+                             reason=reason)  # fmt: skip
+            seqs.append(await ctx.applied(cmd, "funding"))
+        shown = "all" if asset == "all" else ctx.config.asset(asset).id
+        return {"seq": seqs[-1], "asset": shown, "deposits": deposits,
+                "withdrawals": withdrawals}  # fmt: skip
 
     async def halt(request: Request) -> dict[str, Any]:
         reason = reason_of(await body_of(request))
