@@ -39,6 +39,8 @@ class Heartbeat:
     interval_s: float = 1.0
     ws_clients: Callable[[], int] | None = None  # open WebSocket connections, if known
     upgrade_phase: Callable[[], str] | None = None  # the engine upgrade's phase, if known
+    # its live figures (rehearsal progress and ETA, the window, the shadow's lag), if any
+    upgrade_detail: Callable[[], dict[str, Any] | None] | None = None
     alerts: Callable[[], int] = lambda: 0  # monitor alerts since start
     stopping: bool = False  # a stop was asked for: what is still written says so
     _task: asyncio.Task[None] | None = None
@@ -64,6 +66,8 @@ class Heartbeat:
             "funding": None,
             "ws_clients": self.ws_clients() if self.ws_clients is not None else None,
             "upgrade": self.upgrade_phase() if self.upgrade_phase is not None else None,
+            "upgrade_detail": self.upgrade_detail() if self.upgrade_detail else None,
+            "withdrawals_queued": None,
             "alerts": self.alerts(),
             "api": {"rest": serving, "ws": serving},
             "stopping": self.stopping,
@@ -82,6 +86,7 @@ class Heartbeat:
         doc["markets"] = {config.pair(p).wsname: mode for p, mode in status["markets"].items()}
         doc["funding"] = {asset: {"deposits": bool(on[0]), "withdrawals": bool(on[1])}
                           for asset, on in status["funding"].items()}  # fmt: skip
+        doc["withdrawals_queued"] = len(service.host.query("withdrawals"))
         return doc
 
     def write(self, failure: str | None = None, serving: bool = True) -> dict[str, Any]:

@@ -99,6 +99,20 @@ class UpgradeManager:
     _rolling_back: asyncio.Task[None] | None = None  # an automatic rollback under way
 
     # ------------------------------------------------------------------ reading
+    def figures(self) -> dict[str, Any] | None:
+        """What the status page shows of an upgrade under way: the rehearsal's progress
+        and ETA, the announced window, the shadow's lag; None when idle."""
+        if self.phase == "idle" and not self.rehearsing:
+            return None
+        shadow = self.shadow
+        seq = self.service.sequencer
+        return {
+            "phase": self.phase,
+            "rehearsal": self.rehearsing,
+            "scheduled": self.scheduled,
+            "shadow_lag": shadow.lag(seq.applied_seq) if shadow and seq else None,
+        }
+
     def status(self) -> dict[str, Any]:
         seq = self.service.sequencer
         assert seq is not None
