@@ -429,7 +429,7 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*CAMBIO, "serve", "--data", str(data), "--port", "0"],
+            [*CAMBIO, "serve", "--data", str(data), "--port", "0", "--status-page", "off"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -128,7 +128,8 @@ def upgrade(data: DataDir, *args: str) -> dict[str, Any]:
 
 
 def serve(data: DataDir, log: Path, tick_s: float) -> subprocess.Popen[bytes]:
-    args = ["serve", "--data", str(data.root), "--port", "0", "--tick-interval", str(tick_s),
+    args = ["serve", "--data", str(data.root), "--port", "0", "--status-page", "off",
+            "--tick-interval", str(tick_s),
             "--snapshot-interval", "100000", "--snapshot-every", "100000000"]  # fmt: skip
     proc = subprocess.Popen([*CAMBIO, *args], stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600

@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cambio import __version__, admin_cli, simchain_cli, upgrade_cli
+from cambio import __version__, admin_cli, simchain_cli, status_cli, upgrade_cli
 from cambio.cli_common import DATA_OPTION, existing, progress
 from cambio.model.decimals import format_units
 
@@ -311,6 +311,21 @@ def demo(steps: int, seed: int) -> None:
     help="Make TOTP mandatory to withdraw and to add withdrawal addresses: an account "
     "without it (cambio admin account totp enable) is refused, EGeneral:Permission denied.",
 )
+@click.option(
+    "--status-page",
+    type=click.Choice(["spawn", "external", "off"]),
+    default="spawn",
+    show_default=True,
+    help="spawn: start the status page as its own process (it outlives a crash of the "
+    "exchange; a clean stop stops it too). external: you run `cambio status-page` (kept "
+    "up across planned stops); its URL goes into serve.json. off: none.",
+)
+@click.option(
+    "--status-port",
+    type=int,
+    default=None,
+    help="The spawned status page's port. [default: PORT+2; any free port if PORT is 0]",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -334,6 +349,8 @@ def serve(
     chain_block_s: float,
     funding_poll_s: float,
     require_2fa_withdrawals: bool,
+    status_page: str,
+    status_port: int | None,
 ) -> None:
     """Run the whole exchange in one process tree until SIGTERM or Ctrl-C.
 
@@ -387,6 +404,8 @@ def serve(
         chain_block_s=chain_block_s,
         funding_poll_s=funding_poll_s,
         require_2fa_withdrawals=require_2fa_withdrawals,
+        status_page=status_page,
+        status_port=status_port,
     )
     try:
         code = run(DataDir(data_dir), options)
@@ -528,3 +547,5 @@ def rebuild(data_dir: Path) -> None:
 main.add_command(admin_cli.admin)
 main.add_command(upgrade_cli.upgrade)
 main.add_command(simchain_cli.simchain)
+main.add_command(status_cli.status_page)
+main.add_command(status_cli.status)

@@ -17,6 +17,9 @@ import pytest
 
 CAMBIO = [sys.executable, "-m", "cambio"]
 UNGUARDED = ["--price-band", "1000", "--vol-pct", "0"]  # the market breakers, off
+# no status page either (a test that wants one says so): each would be a process of its
+# own, and one spawned by a server a test kills -9 outlives it, as it should
+QUIET = [*UNGUARDED, "--status-page", "off"]
 
 
 def start(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
@@ -24,7 +27,7 @@ def start(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, An
         # API tests trade far apart on purpose (40,000 against 60,000): no price band and
         # no volatility breaker unless a test sets one (tests/ops/test_monitor.py); the
         # last option given wins
-        [*CAMBIO, "serve", "--data", str(data), "--port", "0", *UNGUARDED, *args],
+        [*CAMBIO, "serve", "--data", str(data), "--port", "0", *QUIET, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

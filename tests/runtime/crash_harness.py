@@ -59,7 +59,8 @@ class Server:
 
 def start_server(data: Path, env: dict[str, str] | None = None, timeout: float = 30) -> Server:
     log = data.parent / f"{data.name}-{time.monotonic_ns()}.log"
-    argv = [sys.executable, "-m", "cambio", "serve", "--data", str(data), "--port", "0"]
+    argv = [sys.executable, "-m", "cambio", "serve", "--data", str(data), "--port", "0",
+            "--status-page", "off"]  # fmt: skip
     argv += ["--tick-interval", "0.2", "--snapshot-every", "400"]
     proc = subprocess.Popen(
         argv,

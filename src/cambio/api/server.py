@@ -18,11 +18,12 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -43,6 +44,10 @@ from cambio.ops.metrics import Metrics
 from cambio.ops.monitor import Monitor
 from cambio.runtime.datadir import DataDir
 from cambio.runtime.service import ExchangeService, ServiceOptions
+from cambio.status.advisories import Advisories
+from cambio.status.launch import ensure as ensure_status_page
+from cambio.status.launch import stop as stop_status_page
+from cambio.status.service import running as running_status_page
 from cambio.upgrade.manager import UpgradeManager
 
 if TYPE_CHECKING:
@@ -63,6 +68,8 @@ class ServeOptions:
     price_band_pct: float = 10.0  # cambio.ops.monitor: a trade this far from the reference
     band_window_s: float = 60.0  # ... price, the first trade of a window this long
     breach_policy: str = "cancel_only"  # or "halt"
+    status_page: str = "spawn"  # cambio.status.launch: spawn, external (its own) or off
+    status_port: int | None = None  # default: port + 2 (or any free port when port is 0)
     custody: str = "none"  # cambio.custody.backends: none, sim or MODULE:CLASS
     chain_block_s: float = 5.0  # with custody "sim": seconds between simulated blocks
     funding_poll_s: float = 1.0  # seconds between the funding worker's steps
@@ -150,6 +157,24 @@ def _back_demo_funds(service: ExchangeService, custody: CustodyAdapter | None) -
     custody.mine()
 
 
+async def _status_page(
+    data: DataDir, options: ServeOptions
+) -> tuple[dict[str, Any], subprocess.Popen[bytes] | None]:
+    """The status page serving this data directory: found, started, or none."""
+    if options.status_page == "off":
+        return {}, None
+    if options.status_page == "external":
+        return running_status_page(data.root) or {}, None
+    port = options.status_port
+    if port is None:
+        port = options.port + 2 if options.port else 0
+    try:
+        return await asyncio.to_thread(ensure_status_page, data.root, options.host, port)
+    except RuntimeError as exc:  # the exchange runs without its page rather than not at all
+        log.error("%s", exc)
+        return {}, None
+
+
 async def serve(data: DataDir, options: ServeOptions) -> int:
     data.create()
     data.lock()
@@ -170,13 +195,15 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     admin_sock = _bind("127.0.0.1", admin_port)
     keys = KeyStore(data.keys)
     history = History(service.config, data.readmodels_url)
+    advisories = Advisories(data.root)
     custody = open_custody(options.custody, data.root, service.config, options.chain_block_s)
     worker = None
     if custody is not None:
         worker = FundingWorker(service, custody, keys.deposit_owner, options.funding_poll_s)
     kraken = kraken_app(service, keys, history, options.ws_backlog, custody,
                         options.require_2fa_withdrawals,
-                        worker.pending_deposits if worker else None)  # fmt: skip
+                        worker.pending_deposits if worker else None,
+                        advisories.current)  # fmt: skip
     api = _server(kraken)
     upgrades = UpgradeManager(service, data)
     monitor = Monitor(service, options.price_band_pct, options.band_window_s,
@@ -205,8 +232,10 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
         await asyncio.sleep(0.01)
     heartbeat = Heartbeat(service, data.root / HEARTBEAT_FILE, options.heartbeat_s,
                           lambda: len(kraken.state.feed.status_subscribers),
-                          lambda: upgrades.phase, lambda: sum(monitor.trips.values()))  # fmt: skip
+                          lambda: upgrades.phase, upgrades.figures,
+                          lambda: sum(monitor.trips.values()))  # fmt: skip
     heartbeat.start()  # the gateways listen: from here on the heartbeat says so
+    status_info, status_proc = await _status_page(data, options)
     watcher = loop.create_task(monitor.watch())
     data.write_serve_info(
         {
@@ -215,11 +244,16 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
             "pid": os.getpid(),
             "data_dir": str(data.root),
             "version": __version__,
+            "status_url": status_info.get("url"),
+            "status_pid": status_info.get("pid"),
         }
     )
     print(f"cambio {__version__} serving {data.root}", file=sys.stderr)
     print(f"  api    {_url(api_sock)}", file=sys.stderr)
     print(f"  admin  {_url(admin_sock)}  (token in {data.admin_token_path})", file=sys.stderr)
+    if status_info.get("url"):
+        print(f"  status {status_info['url']}  (its own process, pid {status_info['pid']})",
+              file=sys.stderr)  # fmt: skip
     demo = await _start_demo(service, keys, history, _url(api_sock), options)
     if demo is not None:
         _back_demo_funds(service, custody)
@@ -257,8 +291,11 @@ async def serve(data: DataDir, options: ServeOptions) -> int:
     await service.finish()
     keys.close()
     history.close()
+    advisories.close()
     if custody is not None:
         custody.close()
+    if status_proc is not None:  # a clean stop: ours goes too (one it found stays)
+        stop_status_page(status_proc)
     with contextlib.suppress(FileNotFoundError):
         data.serve_json.unlink()
     data.unlock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -61,13 +62,14 @@ def kraken_app(
     custody: CustodyAdapter | None = None,
     require_2fa_withdrawals: bool = False,
     pending_deposits: Callable[[int], list[Incoming]] | None = None,
+    advisories: Callable[[], dict[str, list[dict[str, Any]]]] | None = None,
 ) -> Starlette:
     config = service.config
 
     def host() -> EngineHost:
         return service.host
 
-    public = PublicApi(config, host, history, service.read_models_current)
+    public = PublicApi(config, host, history, service.read_models_current, advisories)
     tokens = Tokens()
     limits = RateLimits(keys.tier_of)
     trading = Trading(config, service.execute, service.read_models_current, history, limits)

@@ -41,9 +41,11 @@ class PublicApi:
         host: Callable[[], EngineHost],
         history: History,
         current: Callable[[], Awaitable[None]],
+        advisories: Callable[[], dict[str, list[dict[str, Any]]]] | None = None,
     ) -> None:
         self.config = config
         self.host = host
+        self.advisories = advisories  # the status page's maintenance and incidents
         data = MarketData(config, host, history, current, self.pair)
         usd = config.usd_asset
         self.usd_scale = 10 ** config.assets[usd].decimals if usd >= 0 else 1
@@ -85,8 +87,13 @@ class PublicApi:
         }
 
     async def system_status(self, params: Params) -> Any:
+        """The engine's mode, and beside it what the status page announces (scheduled
+        maintenance within 72 h, open incidents), as Kraken's SystemStatus does."""
         mode = self.host().query("status")["global"]
-        return {"status": SYSTEM_STATUS.get(mode, mode), "timestamp": rfc3339(time.time_ns())}
+        out = {"status": SYSTEM_STATUS.get(mode, mode), "timestamp": rfc3339(time.time_ns())}
+        if self.advisories is not None:
+            out |= self.advisories()
+        return out
 
     async def assets(self, params: Params) -> Any:
         wanted = [self.asset(n) for n in names(params, "asset")] or list(self.config.assets)
