@@ -179,7 +179,9 @@ def test_upgrade_phases_drive_a_maintenance_with_the_measured_eta(w: World) -> N
     assert m["updates"][0]["body"].startswith("Reminder: this maintenance starts at 11:00 UTC")
     w.step(events=[UpgradePhase(phase="shadowing", candidate="v2", detail="{}")])
     w.now = at
-    w.step()  # auto start
+    w.step()  # the clock does not start an upgrade: the operator's cutover does
+    assert w.open("maintenance")[0]["status"] == "scheduled"
+    w.step(events=[UpgradePhase(phase="in_progress", candidate="v2", detail="{}")])
     assert w.open("maintenance")[0]["status"] == "in_progress"
     w.step(events=[UpgradePhase(phase="verifying", candidate="v2",
                                 detail=json.dumps({"pause_ms": 4.2}))])  # fmt: skip
@@ -189,18 +191,23 @@ def test_upgrade_phases_drive_a_maintenance_with_the_measured_eta(w: World) -> N
     assert not w.open("maintenance")
     assert [s for _, s, _ in w.announced] == ["scheduled", "scheduled", "scheduled",
                                               "in_progress", "verifying", "completed"]  # fmt: skip
+    # a blink of a cutover still gets a window customers can plan around
+    w.step(events=[UpgradePhase(phase="scheduled", candidate="v3", detail=json.dumps(
+        detail | {"expected_s": 0.13}))])  # fmt: skip
+    (m,) = w.open("maintenance")
+    assert m["scheduled_until"] - m["scheduled_for"] == 900
 
 
 def test_an_overrunning_maintenance_says_so_with_a_new_estimate(w: World) -> None:
-    detail = {"at": "2027-01-15T08:00:30+00:00", "expected_s": 600, "basis": "replay"}
+    detail = {"at": "2027-01-15T08:00:30+00:00", "expected_s": 1200, "basis": "replay"}
     w.step(events=[UpgradePhase(phase="scheduled", candidate="v2", detail=json.dumps(detail))])
-    w.step(40)  # auto start
+    w.step(40, events=[UpgradePhase(phase="in_progress", candidate="v2", detail="{}")])
     w.extra = {"upgrade_detail": {"phase": "shadowing", "rehearsal": {"eta_s": 900}}}
-    w.step(600)
+    w.step(1200)
     (m,) = w.open("maintenance")
     body = m["updates"][0]["body"]
     assert body.startswith("This maintenance is taking longer than planned")
-    assert "expected to end at 08:10 UTC" in body and "measured replay speed" in body
+    assert "expected to end at 08:20 UTC" in body and "measured replay speed" in body
     assert m["scheduled_until"] == pytest.approx(w.now + 900)
 
 

@@ -12,7 +12,8 @@
   that said "stopping" before going quiet was a planned stop: a maintenance instead.
 * **Upgrades**: the journaled phases create and advance a maintenance, announced with the
   rehearsal's measured ETA (scheduled -> in_progress at the cutover -> verifying ->
-  completed; rolled back or aborted say so).
+  completed; rolled back or aborted say so). Its window is the ETA, at least
+  `upgrade_window_s` (15 min): a 0.1 s cutover is not a window anyone can plan around.
 * **Maintenance clock**: a reminder `remind_s` (60 min) before the start; auto start;
   auto complete at the expected end, unless it is overrunning: then an update says so,
   with a new expected end (the upgrade's ETA if there is one), never silently.
@@ -64,6 +65,7 @@ class Settings:
     cadence_by_impact: dict[str, float] = field(default_factory=dict)  # e.g. critical: 900
     remind_s: float = 3600.0  # a maintenance's reminder, this long before it starts
     overrun_s: float = 1800.0  # an overrunning maintenance's new end, without a better ETA
+    upgrade_window_s: float = 900.0  # an upgrade's announced window, at least
 
 
 class Automation:
@@ -271,14 +273,18 @@ class Automation:
         if e.phase == "scheduled":
             at = _epoch(detail.get("at")) or now
             expected = detail.get("expected_s")
-            until = at + float(expected) if expected is not None else None
+            # the window customers plan around: the measured ETA, but never a blink
+            until = at + max(float(expected or 0), self.settings.upgrade_window_s)
             took = figures.duration(float(expected)) if expected is not None else "unknown"
             body = (f"The trading engine will be upgraded at {figures.hhmm(at)}. Expected to "
                     f"take {took}, as measured by a full rehearsal on a copy of the journal "
                     f"({detail.get('basis') or 'replay speed'}). Trading pauses only for the "
                     "switch itself; orders and balances are kept. "
                     + str(detail.get("note") or "")).strip()  # fmt: skip
+            # its phases start and end it, not the clock: the switch happens when the
+            # operator runs the cutover (and an overrun is said once it is under way)
             fields = {"scheduled_for": at, "scheduled_until": until,
+                      "scheduled_auto_in_progress": False,
                       "scheduled_auto_completed": False}  # fmt: skip
             if m is None:
                 self._open({"kind": "maintenance", "name": "Trading engine upgrade",

@@ -27,8 +27,10 @@ def hhmm(ts: float) -> str:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
     if seconds < 60:
-        return f"{max(0, int(seconds))} s"
+        return f"{int(seconds)} s"
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes} min"
