@@ -51,6 +51,7 @@ from cambio.status.model import (
     OPERATIONAL,
     incident_impact,
     page_status,
+    words,
 )
 from cambio.status.store import Row, StatusStore
 
@@ -180,8 +181,8 @@ class Automation:
             groups.setdefault((change["new_status"], reason), []).append(self.names.get(key, key))
         lines = []
         for (status, reason), names in groups.items():
-            words = status.replace("_", " ").capitalize()
-            lines.append(f"{words}{f' ({reason})' if reason else ''}: {', '.join(names)}.")
+            said = words(status)
+            lines.append(f"{said}{f' ({reason})' if reason else ''}: {', '.join(names)}.")
         return " ".join(lines)
 
     def _modes(self, now: float, changes: list[Row]) -> None:

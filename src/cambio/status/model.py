@@ -39,6 +39,31 @@ OPEN_INCIDENT = ("investigating", "identified", "monitoring")
 OPEN_MAINTENANCE = ("in_progress", "verifying")  # under way: the cadence applies
 IMPACTS = ("none", "minor", "major", "critical")
 
+# how each status reads on the page, in mail and in feeds
+STATUS_WORDS = {
+    OPERATIONAL: "Operational",
+    DEGRADED: "Degraded performance",
+    PARTIAL: "Partial outage",
+    MAJOR: "Major outage",
+    MAINTENANCE: "Under maintenance",
+    # incidents
+    "investigating": "Investigating",
+    "identified": "Identified",
+    "monitoring": "Monitoring",
+    "resolved": "Resolved",
+    "postmortem": "Postmortem",
+    # maintenances
+    "scheduled": "Scheduled",
+    "in_progress": "In progress",
+    "verifying": "Verifying",
+    "completed": "Completed",
+}
+
+
+def words(status: str) -> str:
+    return STATUS_WORDS.get(status, status)
+
+
 MODE_STATUS = {
     "online": OPERATIONAL,
     "post_only": DEGRADED,

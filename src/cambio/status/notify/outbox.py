@@ -42,7 +42,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import update
 
 from cambio.status import model
-from cambio.status.model import OPEN_INCIDENT, PageInfo, iso, new_id
+from cambio.status.model import OPEN_INCIDENT, PageInfo, iso, new_id, words
 from cambio.status.notify.shapes import component_json, incident_json
 from cambio.status.store import Row, StatusStore, outbox
 
@@ -56,18 +56,6 @@ WEBHOOK_CONCURRENCY = 8  # a slow receiver must not hold up the others
 RECONFIRM_AFTER_S = 3600.0
 SIGNATURE_HEADER = "X-Cambio-Signature"
 TIMESTAMP_HEADER = "X-Cambio-Timestamp"
-
-_STATUS_WORDS = {
-    "investigating": "Investigating",
-    "identified": "Identified",
-    "monitoring": "Monitoring",
-    "resolved": "Resolved",
-    "postmortem": "Postmortem",
-    "scheduled": "Scheduled",
-    "in_progress": "In progress",
-    "verifying": "Verifying",
-    "completed": "Completed",
-}
 
 
 @dataclass(frozen=True)
@@ -256,7 +244,7 @@ class Notifications:
         """Queue the newest update of an incident or maintenance (StatusStore.incident())
         for every subscriber: a mail to each confirmed address, Statuspage's incident
         payload to each webhook. How many were queued."""
-        word = _STATUS_WORDS.get(incident["status"], incident["status"])
+        word = words(incident["status"])
         subject = f"[{self.page.name}] {incident['name']}: {word}"
         queued = 0
         for sub in self.store.subscribers("email"):
@@ -289,7 +277,7 @@ class Notifications:
     def _incident_text(self, incident: Row, unsubscribe: str) -> str:
         updates = incident.get("updates") or []
         newest = updates[0] if updates else None
-        word = _STATUS_WORDS.get(incident["status"], incident["status"])
+        word = words(incident["status"])
         lines = [incident["name"], "", f"Status: {word}"]
         if incident.get("kind") != "maintenance":
             lines.append(f"Impact: {incident['impact']}")

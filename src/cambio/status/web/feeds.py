@@ -19,10 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cambio.status.model import PageInfo, iso
+from cambio.status.model import PageInfo, iso, words
 from cambio.status.store import Row, StatusStore
 from cambio.status.web.api import incident_url, last_change
-from cambio.status.web.pages import STATUS_WORDS
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ENTRIES = 100  # the most recent updates a feed carries
@@ -36,7 +35,7 @@ def _base(page: PageInfo) -> str:
 
 
 def _words(status: str) -> str:
-    return STATUS_WORDS.get(status, status)
+    return words(status)
 
 
 def _title(incident: Row, update: Row) -> str:

@@ -40,6 +40,7 @@ from cambio.status.model import (
     PARTIAL,
     PageInfo,
     iso,
+    words,
     worst,
 )
 from cambio.status.store import Row, StatusStore
@@ -53,24 +54,6 @@ PAST_DAYS = 14
 MAX_FORM_BYTES = 4096  # the subscribe form is one address
 SubscriptionCall = Callable[[str, float], Any]
 
-STATUS_WORDS = {
-    OPERATIONAL: "Operational",
-    DEGRADED: "Degraded performance",
-    PARTIAL: "Partial outage",
-    MAJOR: "Major outage",
-    MAINTENANCE: "Under maintenance",
-    # incidents
-    "investigating": "Investigating",
-    "identified": "Identified",
-    "monitoring": "Monitoring",
-    "resolved": "Resolved",
-    "postmortem": "Postmortem",
-    # maintenances
-    "scheduled": "Scheduled",
-    "in_progress": "In progress",
-    "verifying": "Verifying",
-    "completed": "Completed",
-}
 # CSS class of a component status or an impact (colours in base.html)
 TONE = {
     OPERATIONAL: "ok",
@@ -126,7 +109,7 @@ def _environment() -> Environment:
     )
     env.filters["utc"] = utc
     env.filters["iso"] = iso
-    env.filters["words"] = lambda status: STATUS_WORDS.get(status, str(status))
+    env.filters["words"] = lambda status: words(str(status))
     env.filters["tone"] = lambda status: TONE.get(status, "ok")
     return env
 
