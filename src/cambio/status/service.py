@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,12 +99,18 @@ class StatusService:
         self.store.put("checked_at", now)  # the page says how fresh it is
 
     async def run(self) -> None:
+        """Step and deliver, each in its own loop: a webhook receiver taking its 30 s
+        must not hold back the next incident."""
+        await asyncio.gather(self._loop(lambda: asyncio.to_thread(self.step), "step"),
+                             self._loop(lambda: self.notifications.deliver_due(self.clock()),
+                                        "delivery"))  # fmt: skip
+
+    async def _loop(self, work: Callable[[], Awaitable[object]], what: str) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.step)
-                await self.notifications.deliver_due(self.clock())
+                await work()
             except Exception:  # the page must outlive any one bad step
-                log.exception("status step failed; retrying")
+                log.exception("status %s failed; retrying", what)
             await asyncio.sleep(self.options.poll_s)
 
     def write_info(self, url: str) -> None:
