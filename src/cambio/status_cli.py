@@ -63,11 +63,14 @@ def _cadence(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--smtp-starttls", is_flag=True)
 @click.option("--sender", default="status@cambio.invalid", show_default=True,
               help="The From: of subscribers' email.")  # fmt: skip
+@click.option("--cache-s", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds a page or JSON answer is served from memory (0: never): the "
+              "crowd an incident brings reads memory, not the store.")  # fmt: skip
 def status_page(data_dir: Path, host: str, port: int, name: str, public_url: str | None,
                 stale_s: float, cadence_minutes: float, cadence_by: tuple[str, ...],
                 smtp_host: str | None, smtp_port: int, smtp_user: str | None,
                 smtp_password_env: str | None, smtp_starttls: bool,
-                sender: str) -> None:  # fmt: skip
+                sender: str, cache_s: float) -> None:  # fmt: skip
     """Serve the status page of the exchange in DATA, until SIGTERM or Ctrl-C.
 
     \b
@@ -111,7 +114,7 @@ def status_page(data_dir: Path, host: str, port: int, name: str, public_url: str
     service = StatusService(data.root, data.config(), url, options)
     n = service.notifications
     app = status_app(service.store, service.page, service.clock, n.subscribe_email,
-                     n.confirm, n.unsubscribe)  # fmt: skip
+                     n.confirm, n.unsubscribe, cache_s=cache_s)  # fmt: skip
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from cambio.status.model import MAINTENANCE, MAJOR, OPERATIONAL, PARTIAL, PageInfo
 from cambio.status.store import ComponentSpec, StatusStore
@@ -140,7 +140,7 @@ def scenario(tmp_path: Path) -> Scenario:
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[str]:
+def serve(app: ASGIApp) -> Iterator[str]:
     """The app on a real uvicorn on 127.0.0.1 (a free port), in a thread; its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

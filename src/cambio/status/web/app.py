@@ -15,10 +15,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from cambio.status.model import PageInfo
 from cambio.status.store import StatusStore
 from cambio.status.web import api, feeds, pages
+from cambio.status.web.cache import ReadCache
 
 
 def status_app(
@@ -28,11 +30,13 @@ def status_app(
     subscribe: Callable[[str, float], Any] | None = None,
     confirm: Callable[[str, float], Any] | None = None,
     unsubscribe: Callable[[str, float], Any] | None = None,
-) -> Starlette:
+    cache_s: float = 0.0,
+) -> ASGIApp:
     """The app. `subscribe(email, now)` starts a double opt-in (raise ValueError to refuse
     an address: the page shows the message); `confirm(token, now)` and
     `unsubscribe(token, now)` return something falsy for an unknown token. A None
-    callback leaves its route (and, for subscribe, the form) out."""
+    callback leaves its route (and, for subscribe, the form) out. `cache_s` > 0 keeps
+    answers that long (cambio.status.web.cache), for the crowd an incident brings."""
 
     def healthz(_: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -43,4 +47,5 @@ def status_app(
         *feeds.routes(store, page, clock),
         Route("/healthz", healthz),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    return ReadCache(app, cache_s) if cache_s > 0 else app
