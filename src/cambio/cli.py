@@ -39,6 +39,8 @@ Start with:
   cambio verify --data cambio-data   audit the journal: replay it, check the funds
   cambio demo                        replay a demo stream and show what happened
   cambio upgrade rehearse --candidate PATH   try another engine build on the journal
+  cambio status-page                 the status page alone (serve starts one itself)
+  cambio status incident open ...    tell customers, by page, feed, mail and webhook
   cambio COMMAND --help              details of a command
 """
 
