@@ -14,13 +14,13 @@ import signal
 import socket
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cambio.cli_common import DATA_OPTION, existing
+from cambio.model.times import zoned
 from cambio.status.model import IMPACTS, INCIDENT_STATUSES, PageInfo, iso
 from cambio.status.store import Row, StatusStore
 
@@ -170,12 +170,9 @@ def _announce(store: StatusStore, incident_id: str, now: float) -> Row:
 
 def _when(text: str, name: str) -> float:
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter("an ISO time with its zone", param_hint=name) from None
-    if when.tzinfo is None:
-        raise click.BadParameter("give the time zone (Z or +hh:mm)", param_hint=name)
-    return when.timestamp()
+        return zoned(text).timestamp()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def _shown(incident: Row) -> dict[str, Any]:

@@ -67,3 +67,10 @@ def format_units(units: int, decimals: int, shown: int | None = None) -> str:
         return f"{sign}{units}"
     whole, frac = divmod(units, 10**decimals)
     return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+def percent_text(ppm: int) -> str:
+    """Parts per million as a percentage without trailing zeros: 1000000 -> "100",
+    2600 -> "0.26"."""
+    text = format_units(ppm, 4)
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -43,7 +43,6 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cambio.engine.exchange import DAY_NS, VOLUME_DAYS
@@ -51,9 +50,10 @@ from cambio.engine.fees import Promotion, promo_rate, tier_rate
 from cambio.journal.segments import Journal
 from cambio.model.commands import SCOPE_ALL, SCOPE_MARGIN, SCOPE_SPOT
 from cambio.model.config import PPM, MarketConfig
-from cambio.model.decimals import DecimalFormatError, format_units, to_units
+from cambio.model.decimals import DecimalFormatError, format_units, percent_text, to_units
 from cambio.model.events import Event, FeeTierChanged, PromotionChanged, Trade
 from cambio.model.ledger import FEE_ACCOUNT
+from cambio.model.times import iso_ns
 from cambio.store.valuation import UsdValuation
 
 FEES_PAID = "fees-paid"
@@ -84,18 +84,6 @@ def parse_percent(text: str) -> int:
     if not 0 < ppm <= MAX_PERCENT_PPM:
         raise CompensationError(f"percent: above 0 and at most 1000 (not {text})")
     return ppm
-
-
-def _percent(ppm: int) -> str:
-    """Parts per million as a percentage without trailing zeros: 1000000 -> "100"."""
-    text = format_units(ppm, 4)
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def iso(ns: int) -> str:
-    """An instant (ns since the epoch) in ISO form, UTC, exactly to the microsecond."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return (datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)).isoformat()
 
 
 @dataclass(frozen=True)
@@ -232,15 +220,15 @@ class Compensation:
         return {
             "id": q.id,
             "basis": q.basis,
-            "from": iso(start) if start is not None else None,
-            "until": iso(end) if end is not None else None,
+            "from": iso_ns(start) if start is not None else None,
+            "until": iso_ns(end) if end is not None else None,
             "promotion": None
             if p is None
             else {
                 "promo_id": p.promo_id,
                 "state": p.state,
-                "maker": _percent(p.maker_ppm),
-                "taker": _percent(p.taker_ppm),
+                "maker": percent_text(p.maker_ppm),
+                "taker": percent_text(p.taker_ppm),
                 "scope": p.scope,
                 "pairs": [config.pairs[i].id for i in p.pairs],
                 "accounts": list(p.accounts),
@@ -249,9 +237,9 @@ class Compensation:
             "scope": q.scope,
             "pairs": [config.pairs[i].id for i in q.pairs],
             "accounts": list(q.accounts),
-            "percent": _percent(q.percent_ppm),
+            "percent": percent_text(q.percent_ppm),
             "through_seq": self.through_seq,
-            "through": iso(self.through_ts) if self.through_ts else None,
+            "through": iso_ns(self.through_ts) if self.through_ts else None,
             "closed": self.closed,
             "trades": self.trades,
             "per_account": list(per_account.values()),

@@ -27,6 +27,7 @@ from cambio.model.commands import Command, Deposit
 from cambio.model.config import MarketConfig
 from cambio.model.decimals import to_units
 from cambio.model.events import CommandRejected
+from cambio.model.times import NOT_ISO, zoned
 from cambio.ops.metrics import Metrics
 from cambio.ops.monitor import Monitor
 from cambio.runtime.sequencer import InvalidCommand, SequencerStopped
@@ -92,14 +93,13 @@ def permissions_of(body: dict[str, Any]) -> tuple[str, ...]:
 
 
 def iso_time(text: str, name: str, also: str = "") -> datetime:
-    """An ISO time that names its zone (an operator's "02:00" is ambiguous)."""
+    """An ISO time that names its zone (cambio.model.times.zoned), for the body's `name`;
+    `also` adds what else is accepted to the message."""
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise AdminError(f"{name}: an ISO time with its zone{also}") from None
-    if when.tzinfo is None:
-        raise AdminError(f"{name}: give the time zone (Z or +hh:mm)")
-    return when
+        return zoned(text)
+    except ValueError as exc:
+        said = f"{exc}{also}" if str(exc) == NOT_ISO else str(exc)
+        raise AdminError(f"{name}: {said}") from None
 
 
 def instant(text: str, now: datetime, name: str) -> int:

@@ -19,22 +19,20 @@ from cambio.api.admin.context import (
     reason_of,
 )
 from cambio.model.commands import CreatePromotion, EndPromotion
+from cambio.model.decimals import percent_text
+from cambio.model.times import iso_ns
 
 
 def shown_promotion(p: dict[str, Any]) -> dict[str, Any]:
     """A promotion as the operator reads it: percentages and ISO times."""
-
-    def iso(ns: int) -> str | None:
-        return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns else None
-
     shown = {
         k: v for k, v in p.items() if k not in ("maker_ppm", "taker_ppm", "start_ts", "end_ts")
     }
     return shown | {
-        "maker": str(Decimal(p["maker_ppm"]) / 10_000),
-        "taker": str(Decimal(p["taker_ppm"]) / 10_000),
-        "start": iso(p["start_ts"]),
-        "until": iso(p["end_ts"]),
+        "maker": percent_text(p["maker_ppm"]),
+        "taker": percent_text(p["taker_ppm"]),
+        "start": iso_ns(p["start_ts"]) if p["start_ts"] else None,
+        "until": iso_ns(p["end_ts"]) if p["end_ts"] else None,
     }
 
 
