@@ -158,13 +158,9 @@ def _notifications(store: StatusStore) -> Any:
 
 
 def _announce(store: StatusStore, incident_id: str, now: float) -> Row:
-    from cambio.status.model import OPEN_INCIDENT, page_status
-
     incident = store.incident(incident_id)
     assert incident is not None
-    comps = [c["status"] for c in store.components() if not c["is_group"]]
-    impacts = [i["impact"] for i in store.incidents("incident", OPEN_INCIDENT)]
-    _notifications(store).incident_updated(incident, now, page_status(comps, impacts))
+    _notifications(store).incident_updated(incident, now)
     return incident
 
 

@@ -47,7 +47,7 @@ class World:
         self.extra: dict[str, Any] = {}
         self.seq = 0
 
-    def _announce(self, incident: Row, now: float, page: tuple[str, str]) -> None:
+    def _announce(self, incident: Row, now: float) -> None:
         self.announced.append(
             (incident["name"], incident["status"], incident["updates"][0]["body"])
         )

@@ -50,7 +50,6 @@ from cambio.status.model import (
     OPEN_MAINTENANCE,
     OPERATIONAL,
     incident_impact,
-    page_status,
     words,
 )
 from cambio.status.store import Row, StatusStore
@@ -75,7 +74,7 @@ class Automation:
         store: StatusStore,
         config: MarketConfig,
         settings: Settings | None = None,
-        announce: Callable[[Row, float, tuple[str, str]], object] | None = None,
+        announce: Callable[[Row, float], object] | None = None,
         component_changed: Callable[[Row, float], object] | None = None,
     ) -> None:
         self.store = store
@@ -93,16 +92,11 @@ class Automation:
     def cadence(self, impact: str) -> float:
         return self.settings.cadence_by_impact.get(impact, self.settings.cadence_s)
 
-    def page_status(self) -> tuple[str, str]:
-        comps = [c["status"] for c in self.store.components() if not c["is_group"]]
-        impacts = [i["impact"] for i in self.store.incidents("incident", OPEN_INCIDENT)]
-        return page_status(comps, impacts)
-
     def announce(self, incident_id: str, now: float) -> None:
         if self._announce is not None:
             incident = self.store.incident(incident_id)
             if incident is not None:
-                self._announce(incident, now, self.page_status())
+                self._announce(incident, now)
 
     def _open(self, fields: Row, body: str, keys: list[str], now: float) -> str:
         impact = fields.get("impact") or incident_impact(self._statuses(keys))

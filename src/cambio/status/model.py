@@ -82,6 +82,7 @@ INDICATOR = {
     PARTIAL: ("major", "Partial System Outage"),
     MAJOR: ("critical", "Major System Outage"),
 }
+_BY_INDICATOR = {indicator: (indicator, said) for indicator, said in INDICATOR.values()}
 IMPACT_OF = {
     OPERATIONAL: "none",
     MAINTENANCE: "maintenance",
@@ -106,17 +107,12 @@ def incident_impact(statuses: list[str]) -> str:
 def page_status(components: list[str], open_incident_impacts: list[str]) -> tuple[str, str]:
     """(indicator, description) of the page: the worst component, raised to an open
     incident's impact (a page with an open incident is not "All Systems Operational")."""
-    indicator, words = INDICATOR[worst(components)]
+    indicator, said = INDICATOR[worst(components)]
     rank = {"none": 0, "maintenance": 0, "minor": 1, "major": 2, "critical": 3}
     for impact in open_incident_impacts:
         if rank.get(impact, 0) > rank[indicator]:
-            indicator = impact
-            words = {
-                "minor": "Minor Service Outage",
-                "major": "Partial System Outage",
-                "critical": "Major System Outage",
-            }[impact]
-    return indicator, words
+            indicator, said = _BY_INDICATOR[impact]
+    return indicator, said
 
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits

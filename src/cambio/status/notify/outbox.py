@@ -240,10 +240,13 @@ class Notifications:
             self._enqueue_webhook(sub, subject, payload, now)
         return len(hooks)
 
-    def incident_updated(self, incident: Row, now: float, page_status: tuple[str, str]) -> int:
+    def incident_updated(
+        self, incident: Row, now: float, page_status: tuple[str, str] | None = None
+    ) -> int:
         """Queue the newest update of an incident or maintenance (StatusStore.incident())
         for every subscriber: a mail to each confirmed address, Statuspage's incident
-        payload to each webhook. How many were queued."""
+        payload to each webhook (with the page's status, from the store unless given).
+        How many were queued."""
         word = words(incident["status"])
         subject = f"[{self.page.name}] {incident['name']}: {word}"
         queued = 0
@@ -259,10 +262,11 @@ class Notifications:
         hooks = self.store.subscribers("webhook")
         if hooks:
             shape = incident_json(incident, self.page, webhook=True)
+            page = self._page(page_status or current_page_status(self.store))
             for sub in hooks:
                 payload = {
                     "meta": self._meta(sub, now),
-                    "page": self._page(page_status),
+                    "page": page,
                     "incident": shape,
                 }
                 self._enqueue_webhook(sub, subject, payload, now)
