@@ -22,8 +22,14 @@ MODE_WORDS = {
 }
 
 
-def hhmm(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
+def hhmm(ts: float | None, now: float | None = None) -> str:
+    """03:05 UTC, with the date when it is not `now`'s day ("" for no time)."""
+    if ts is None:
+        return ""
+    when = datetime.fromtimestamp(ts, UTC)
+    if now is not None and when.date() != datetime.fromtimestamp(now, UTC).date():
+        return when.strftime("%d %b %H:%M UTC")
+    return when.strftime("%H:%M UTC")
 
 
 def duration(seconds: float) -> str:

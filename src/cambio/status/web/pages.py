@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from cambio.status.figures import hhmm
 from cambio.status.model import (
     DEGRADED,
     MAINTENANCE,
@@ -77,15 +78,6 @@ def _dt(ts: float) -> datetime:
 def utc(ts: float | None) -> str:
     """24 Nov 2026, 03:05 UTC"""
     return "" if ts is None else _dt(ts).strftime("%d %b %Y, %H:%M UTC")
-
-
-def hhmm(ts: float | None, now: float | None = None) -> str:
-    """03:05 UTC, with the date when it is not today's (relative to `now`)."""
-    if ts is None:
-        return ""
-    if now is not None and _dt(ts).date() != _dt(now).date():
-        return _dt(ts).strftime("%d %b %H:%M UTC")
-    return _dt(ts).strftime("%H:%M UTC")
 
 
 def ago(seconds: float) -> str:
