@@ -39,6 +39,8 @@ from cambio.custody.adapter import (
     Payout,
 )
 from cambio.model.commands import (
+    STAGE_QUEUED,
+    STAGE_SENT,
     CompleteWithdrawal,
     Deposit,
     MarkWithdrawalBroadcast,
@@ -51,7 +53,6 @@ from cambio.runtime.sequencer import SequencerStopped
 from cambio.runtime.service import ExchangeService
 
 log = logging.getLogger("cambio.funding")
-QUEUED, SENT, BROADCAST = 0, 1, 2  # the engine's withdrawal stages (engine query)
 
 
 class FundingWorker:
@@ -134,14 +135,14 @@ class FundingWorker:
             if not spec.network:
                 continue
             ref, stage = w["ref"], w["stage"]
-            if stage in (QUEUED, SENT) and not funding[spec.id][1]:
+            if stage in (STAGE_QUEUED, STAGE_SENT) and not funding[spec.id][1]:
                 continue  # withdrawals off: sign nothing new; what is broadcast settles
-            if stage == QUEUED:
+            if stage == STAGE_QUEUED:
                 if not await self._run(SendWithdrawal(ref=ref), ref):
                     continue
                 crashpoint("funding.sent")
-                stage = SENT
-            if stage == SENT:
+                stage = STAGE_SENT
+            if stage == STAGE_SENT:
                 payout = await self._send(w)
                 if payout is None:
                     continue

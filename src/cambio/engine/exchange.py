@@ -52,6 +52,9 @@ from cambio.model.commands import (
     SCOPE_MARGIN,
     SCOPE_SPOT,
     SELL,
+    STAGE_BROADCAST,
+    STAGE_QUEUED,
+    STAGE_SENT,
     STOP_LOSS,
     STOP_LOSS_LIMIT,
     STP_CANCEL_BOTH,
@@ -150,9 +153,6 @@ class Rejected(Exception):
         self.error = error
 
 
-QUEUED, SENT, BROADCAST = 0, 1, 2  # a pending withdrawal's stage
-
-
 class Withdrawal(msgspec.Struct, kw_only=True):
     account: int
     asset: int
@@ -160,7 +160,7 @@ class Withdrawal(msgspec.Struct, kw_only=True):
     fee: int
     ref: str
     address: str = ""
-    stage: int = QUEUED
+    stage: int = STAGE_QUEUED
     txid: str = ""
 
 
@@ -1432,27 +1432,27 @@ class Exchange:
         w = self.withdrawals.get(cmd.ref)
         if w is None:
             raise Rejected(E.FUNDING_UNKNOWN_REF)
-        if w.stage != QUEUED:
+        if w.stage != STAGE_QUEUED:
             raise Rejected(E.FUNDING_CANCEL_DENIED)
         if not self.withdrawals_on[w.asset]:
             raise Rejected(E.FUNDING_DISABLED)
-        w.stage = SENT
+        w.stage = STAGE_SENT
         self._out.append(WithdrawalSent(account=w.account, ref=w.ref))
 
     def _withdrawal_broadcast(self, cmd: MarkWithdrawalBroadcast) -> None:
         w = self.withdrawals.get(cmd.ref)
         if w is None:
             raise Rejected(E.FUNDING_UNKNOWN_REF)
-        if w.stage == QUEUED or not cmd.txid:
+        if w.stage == STAGE_QUEUED or not cmd.txid:
             raise Rejected(E.FUNDING_INVALID_REF)
-        w.stage, w.txid = BROADCAST, cmd.txid
+        w.stage, w.txid = STAGE_BROADCAST, cmd.txid
         self._out.append(WithdrawalBroadcast(account=w.account, ref=w.ref, txid=cmd.txid))
 
     def _return_withdrawal(self, cmd: ReturnWithdrawal) -> None:
         w = self.withdrawals.get(cmd.ref)
         if w is None or (cmd.account and w.account != cmd.account):
             raise Rejected(E.FUNDING_UNKNOWN_REF)
-        if w.stage != QUEUED and not (cmd.failed and not cmd.account):
+        if w.stage != STAGE_QUEUED and not (cmd.failed and not cmd.account):
             raise Rejected(E.FUNDING_CANCEL_DENIED)  # custody may still pay it
         del self.withdrawals[cmd.ref]
         a = self.accounts[w.account]

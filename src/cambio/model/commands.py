@@ -108,6 +108,11 @@ class CompleteWithdrawal(Command, tag="withdraw_done"):
     txid: str = ""
 
 
+# a pending withdrawal's stage (the engine's `withdrawals` query answers it): queued,
+# then sent to custody (SendWithdrawal), then broadcast (MarkWithdrawalBroadcast)
+STAGE_QUEUED, STAGE_SENT, STAGE_BROADCAST = 0, 1, 2
+
+
 class SendWithdrawal(Command, tag="withdraw_send"):
     """The funding worker hands the queued withdrawal `ref` to custody. From then on only
     custody's outcome ends it: its owner can no longer cancel, the operator no longer
